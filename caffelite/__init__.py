@@ -1,0 +1,15 @@
+"""caffelite: Caffe rebuilt in Python on NumPy (CPU) and CuPy (GPU).
+
+pycaffe's API: ``import caffelite as caffe; net = caffe.Net('deploy.prototxt', caffe.TEST)``.
+"""
+from .backend import set_device, set_mode_cpu, set_mode_gpu, set_random_seed
+from .blob import Blob
+from .errors import CaffeliteError
+from .layers import Layer, layer_type_list
+from .proto import caffelite_pb2
+from .net import Net
+
+TRAIN = caffelite_pb2.TRAIN
+TEST = caffelite_pb2.TEST
+
+__version__ = '0.1.0'

@@ -1,0 +1,128 @@
+"""Blob: an N-D array of data and its gradient (diff), like Caffe's Blob.
+
+Storage follows Caffe's SyncedMemory: each array lives where it was last written (host NumPy
+or device CuPy) and moves only when the other side asks for it.
+
+- ``blob.data`` / ``blob.diff``: NumPy arrays, writable, as in pycaffe (``data[...] = x``).
+- ``blob.xdata`` / ``blob.xdiff``: arrays on the current backend, for layers; assigning a whole
+  new array (of the blob's shape) is allowed and avoids a copy.
+"""
+import numpy as np
+
+from . import backend
+
+
+class Blob:
+    def __init__(self, shape=(), dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self._shape = tuple(int(s) for s in shape)
+        self._data = None
+        self._diff = None
+
+    # -- shape -----------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def count(self):
+        return int(np.prod(self._shape, dtype=np.int64))
+
+    @property
+    def num_axes(self):
+        return len(self._shape)
+
+    def shape_string(self):
+        return ' '.join(str(s) for s in self._shape) + f' ({self.count})'
+
+    def canonical_axis(self, axis):
+        """Caffe's CanonicalAxisIndex: negative axes count from the end."""
+        n = len(self._shape)
+        if not -n <= axis < max(n, 1):
+            raise IndexError(f'axis {axis} out of range for a {n}-D blob {self._shape}')
+        return axis + n if axis < 0 else axis
+
+    def reshape(self, *shape):
+        """Change the shape; contents survive only when the element count is unchanged."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ValueError(f'negative dimension in blob shape {shape}')
+        if shape == self._shape:
+            return
+        same_count = int(np.prod(shape, dtype=np.int64)) == self.count
+        self._shape = shape
+        self._data = self._data.reshape(shape) if same_count and self._data is not None else None
+        self._diff = self._diff.reshape(shape) if same_count and self._diff is not None else None
+
+    def reshape_like(self, other):
+        self.reshape(other.shape)
+
+    # legacy 4-D accessors (pycaffe's num/channels/height/width)
+    def _legacy(self, i):
+        if len(self._shape) > 4:
+            raise ValueError('legacy accessors need a blob of at most 4 axes')
+        padded = self._shape + (1,) * (4 - len(self._shape))
+        return padded[i]
+
+    num = property(lambda self: self._legacy(0))
+    channels = property(lambda self: self._legacy(1))
+    height = property(lambda self: self._legacy(2))
+    width = property(lambda self: self._legacy(3))
+
+    # -- storage ---------------------------------------------------------------------------
+    def _zeros(self):
+        return backend.xp().zeros(self._shape, dtype=self.dtype)
+
+    def _place(self, array, host):
+        if array is None:
+            array = np.zeros(self._shape, self.dtype) if host else self._zeros()
+        return backend.to_host(array) if host else backend.to_device(array)
+
+    def _checked(self, array, what):
+        if tuple(array.shape) != self._shape:
+            raise ValueError(f'cannot set blob {what} of shape {tuple(array.shape)} '
+                             f'into a blob of shape {self._shape}')
+        if array.dtype != self.dtype:
+            array = array.astype(self.dtype)
+        return array
+
+    @property
+    def data(self):
+        self._data = self._place(self._data, host=True)
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self.data[...] = backend.to_host(value)
+
+    @property
+    def diff(self):
+        self._diff = self._place(self._diff, host=True)
+        return self._diff
+
+    @diff.setter
+    def diff(self, value):
+        self.diff[...] = backend.to_host(value)
+
+    @property
+    def xdata(self):
+        self._data = self._place(self._data, host=False)
+        return self._data
+
+    @xdata.setter
+    def xdata(self, array):
+        self._data = self._checked(array, 'data')
+
+    @property
+    def xdiff(self):
+        self._diff = self._place(self._diff, host=False)
+        return self._diff
+
+    @xdiff.setter
+    def xdiff(self, array):
+        self._diff = self._checked(array, 'diff')
+
+    def __repr__(self):
+        return f'<Blob {self._shape} {self.dtype}>'

@@ -1,0 +1,150 @@
+"""Weight files: binary .caffemodel (NetParameter with layer blobs), Caffe's HDF5 weights,
+BlobProto <-> array. Every write goes to a temporary file that is renamed into place."""
+import os
+import tempfile
+from contextlib import contextmanager
+
+import numpy as np
+
+from .errors import CaffeliteError
+from .prototxt import read_proto_binary
+from .proto import caffelite_pb2 as pb
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` only on success."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
+                               dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_proto_atomic(path, message):
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(message.SerializeToString())
+
+
+def blob_proto_from_array(data, diff=None):
+    """A BlobProto with ``shape`` and float data (and diff), as Caffe writes them."""
+    data = np.asarray(data)
+    proto = pb.BlobProto()
+    proto.shape.dim.extend(data.shape)
+    proto.data.extend(data.astype(np.float32).ravel())
+    if diff is not None:
+        proto.diff.extend(np.asarray(diff, np.float32).ravel())
+    return proto
+
+
+def blob_proto_shape(proto):
+    """The shape of a BlobProto: its ``shape`` field, or the legacy num/channels/height/width."""
+    if proto.HasField('shape'):
+        return tuple(proto.shape.dim)
+    if any(proto.HasField(f) for f in ('num', 'channels', 'height', 'width')):
+        return (proto.num, proto.channels, proto.height, proto.width)
+    return (len(proto.data) or len(proto.double_data),)
+
+
+def array_from_blob_proto(proto, dtype=np.float32):
+    """The data of a BlobProto as an array of its shape (float or double data)."""
+    shape = blob_proto_shape(proto)
+    values = proto.double_data if len(proto.double_data) else proto.data
+    array = np.asarray(values, dtype=dtype)
+    if array.size != int(np.prod(shape)):
+        raise CaffeliteError(f'BlobProto holds {array.size} values but its shape {shape} '
+                             f'needs {int(np.prod(shape))}')
+    return array.reshape(shape)
+
+
+def _legacy_shape_matches(proto_shape, legacy, target):
+    """Caffe's Blob::ShapeEquals: a legacy 4-D shape matches a target of <= 4 axes padded
+    with leading ones."""
+    if not legacy or len(target) > 4:
+        return False
+    padded = (1,) * (4 - len(target)) + tuple(target)
+    return tuple(proto_shape) == padded
+
+
+def net_to_proto(net, write_diff=False):
+    """NetParameter with every layer's parameters and blobs (Caffe's Net::ToProto)."""
+    param = pb.NetParameter(name=net.name)
+    for lp, layer in zip(net.param.layer, net.layers):
+        out = param.layer.add()
+        out.CopyFrom(lp)
+        del out.blobs[:]
+        for blob in layer.blobs:
+            out.blobs.add().CopyFrom(blob_proto_from_array(
+                blob.data, blob.diff if write_diff else None))
+    return param
+
+
+def _source_layers(path):
+    """[(layer name, [(shape, is_legacy_shape, values)])] from a .caffemodel (V2 or V1
+    layers) or a Caffe .h5 weights file."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CaffeliteError(f'weights file {path} does not exist')
+    if path.endswith(('.h5', '.hdf5')):
+        import h5py
+        with h5py.File(path, 'r') as f:
+            if 'data' not in f:
+                raise CaffeliteError(f'{path}: no "data" group; not a Caffe HDF5 weights file')
+            group = f['data']
+            result = []
+            for name in group:
+                arrays = [np.asarray(group[name][str(k)]) for k in range(len(group[name]))]
+                result.append((name, [(a.shape, False, a) for a in arrays]))
+            return result
+    param = read_proto_binary(path, pb.NetParameter())
+    result = []
+    for layer in list(param.layer) + list(param.layers):
+        blobs = [(blob_proto_shape(b), not b.HasField('shape'),
+                  np.asarray(b.double_data if len(b.double_data) else b.data))
+                 for b in layer.blobs]
+        result.append((layer.name, blobs))
+    return result
+
+
+def copy_weights_into(net, path):
+    """Caffe's CopyTrainedLayersFrom: copy blobs by layer name; layers missing from the net
+    are ignored; a count or shape mismatch is an error naming the layer."""
+    targets = net.layer_dict
+    for name, sources in _source_layers(path):
+        layer = targets.get(name)
+        if layer is None:
+            continue
+        if len(sources) != len(layer.blobs):
+            raise CaffeliteError(f'{path}: layer "{name}" has {len(sources)} parameter blobs, '
+                                 f'the net expects {len(layer.blobs)}')
+        for k, ((shape, legacy, values), blob) in enumerate(zip(sources, layer.blobs)):
+            matches = tuple(shape) == blob.shape or _legacy_shape_matches(shape, legacy,
+                                                                          blob.shape)
+            if not matches or values.size != blob.count:
+                raise CaffeliteError(
+                    f'{path}: cannot copy parameter {k} of layer "{name}": shape mismatch, '
+                    f'source {tuple(shape)}, target {blob.shape}. To learn this layer\'s '
+                    f'parameters from scratch instead, rename the layer.')
+            blob.data[...] = values.reshape(blob.shape)
+
+
+def save_weights_hdf5(net, path, write_diff=False):
+    """Caffe's HDF5 weights layout: /data/<layer>/<k> (and /diff/<layer>/<k>)."""
+    import h5py
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, 'w') as f:
+            groups = [('data', 'data')] + ([('diff', 'diff')] if write_diff else [])
+            for group_name, attr in groups:
+                group = f.create_group(group_name)
+                for name, blobs in net.params.items():
+                    layer_group = group.create_group(name)
+                    for k, blob in enumerate(blobs):
+                        layer_group.create_dataset(str(k), data=getattr(blob, attr))

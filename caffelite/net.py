@@ -1,0 +1,363 @@
+"""Net: a NetParameter built for one NetState, wired into blobs, run forward and backward.
+
+The pycaffe API is kept: ``Net(model, phase, weights=...)``, ``net.blobs``, ``net.params``,
+``net.forward(**inputs)``, ``net.backward(**diffs)``, ``net.save(path)``.
+"""
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from . import backend
+from .blob import Blob
+from .errors import CaffeliteError, LayerError, layer_context
+from .layers import create_layer
+from .net_rules import filter_net, insert_splits, upgrade_input_fields
+from .prototxt import read_prototxt
+from .proto import caffelite_pb2 as pb
+
+
+def _net_state(phase, level, stages, state, param):
+    """The NetState to build for: an explicit ``state``, else phase/level/stages over the
+    prototxt's own ``state`` field."""
+    if state is not None:
+        return state
+    result = pb.NetState()
+    result.CopyFrom(param.state)
+    if phase is not None:
+        result.phase = phase
+    if level:
+        result.level = level
+    if stages:
+        del result.stage[:]
+        result.stage.extend(stages)
+    return result
+
+
+class Net:
+    """A network of layers and blobs, built from a prototxt path or a NetParameter.
+
+    pycaffe's signatures both work: ``Net(model, phase, level=0, stages=None, weights=None)``
+    and the older ``Net(model, weights, phase)``.
+    """
+
+    def __init__(self, model, phase=None, level=0, stages=None, weights=None, state=None,
+                 source=None, dtype=np.float32):
+        if isinstance(phase, (str, os.PathLike)):          # Net(model, weights, phase)
+            phase, weights = level if level else None, phase
+            level = 0
+        if isinstance(model, pb.NetParameter):
+            param, self.source = model, source or '<NetParameter>'
+        else:
+            self.source = os.fspath(model)
+            param = read_prototxt(self.source, pb.NetParameter())
+        self.dtype = np.dtype(dtype)
+        self._build(param, _net_state(phase, level, stages, state, param))
+        if weights:
+            self.copy_from(weights)
+
+    # -- construction ------------------------------------------------------------------------
+    def _fail(self, layer_param, message):
+        raise CaffeliteError(f'{layer_context(layer_param, self.source)}: {message}') from None
+
+    def _build(self, param, state):
+        if param.layers:
+            raise CaffeliteError(f'{self.source}: uses the V1 "layers" field; upgrade it with '
+                                 f'`caffelite upgrade_net_proto_text` (V1 nets are not read yet)')
+        self.name = param.name
+        self.state = state
+        self.phase = state.phase
+        param = upgrade_input_fields(param, self.source)
+        param = insert_splits(filter_net(param, state, self.source), self.source)
+        self.param = param
+
+        self.layers, self._layer_names = [], []
+        self.blobs = OrderedDict()
+        self.bottom_vecs, self.top_vecs = [], []
+        self.bottom_names, self.top_names = OrderedDict(), OrderedDict()
+        self.blob_loss_weights = OrderedDict()
+        self._loss_tops = []                  # (layer index, top index, weight)
+        self.inputs = []
+        self.learnable_params, self.params_lr, self.params_weight_decay = [], [], []
+        self._param_owner_by_name = {}        # ParamSpec name -> (layer index, blob index)
+        blob_need_backward = {}
+        self.layer_need_backward, self.bottom_need_backward = [], []
+        consumed = set()
+        source_dir = os.path.dirname(os.path.abspath(self.source)) \
+            if os.path.exists(self.source) else os.getcwd()
+
+        for i, lp in enumerate(param.layer):
+            if not lp.HasField('phase'):
+                lp.phase = state.phase
+            try:
+                layer = create_layer(lp, lp.phase, self.dtype)
+            except CaffeliteError as err:
+                self._fail(lp, str(err))
+            layer.source_dir = source_dir
+            if len(lp.propagate_down) not in (0, len(lp.bottom)):
+                self._fail(lp, f'propagate_down has {len(lp.propagate_down)} entries for '
+                               f'{len(lp.bottom)} bottoms')
+            bottom, need = [], []
+            for j, name in enumerate(lp.bottom):
+                if name not in self.blobs or name in consumed:
+                    self._fail(lp, f'bottom "{name}" is not produced by any earlier layer')
+                consumed.add(name)
+                bottom.append(self.blobs[name])
+                propagate = lp.propagate_down[j] if lp.propagate_down else True
+                need.append(blob_need_backward[name] and propagate)
+            top = []
+            for j, name in enumerate(lp.top):
+                if j < len(lp.bottom) and name == lp.bottom[j]:
+                    top.append(bottom[j])             # in place
+                    consumed.discard(name)
+                    continue
+                if name in self.blobs:
+                    self._fail(lp, f'top "{name}" is produced by more than one layer')
+                self.blobs[name] = Blob((), self.dtype)
+                top.append(self.blobs[name])
+                if lp.type == 'Input':
+                    self.inputs.append(name)
+            try:
+                layer.check_blob_counts(bottom, top)
+                layer.setup(bottom, top)
+                layer.reshape(bottom, top)
+            except (LayerError, ValueError, IndexError) as err:
+                self._fail(lp, str(err))
+            self.layers.append(layer)
+            self._layer_names.append(lp.name)
+            self.bottom_vecs.append(bottom)
+            self.top_vecs.append(top)
+            self.bottom_names[lp.name] = list(lp.bottom)
+            self.top_names[lp.name] = list(lp.top)
+            self._set_loss_weights(i, layer, lp, top)
+            layer_needs = any(blob_need_backward[n] for n in lp.bottom)
+            layer_needs |= self._append_params(i, layer, lp)
+            if layer_needs:
+                for name in lp.top:
+                    blob_need_backward[name] = True
+            for name in lp.top:
+                blob_need_backward.setdefault(name, False)
+            self.layer_need_backward.append(layer_needs)
+            self.bottom_need_backward.append(need)
+
+        self._prune_backward(param.force_backward, blob_need_backward)
+        self.outputs = [n for n in self.blobs if n not in consumed]
+
+    def _set_loss_weights(self, i, layer, lp, top):
+        if lp.loss_weight and len(lp.loss_weight) != len(top):
+            self._fail(lp, f'loss_weight must be given once per top ({len(top)}), '
+                           f'got {len(lp.loss_weight)}')
+        for j, name in enumerate(lp.top):
+            weight = lp.loss_weight[j] if lp.loss_weight else (1.0 if layer.is_loss and j == 0
+                                                                else 0.0)
+            if weight:
+                self._loss_tops.append((i, j, float(weight)))
+                self.blob_loss_weights[name] = float(weight)
+            else:
+                self.blob_loss_weights.setdefault(name, 0.0)
+
+    def _append_params(self, i, layer, lp):
+        """Register the layer's parameter blobs (sharing by ParamSpec name); return whether
+        any of them needs a gradient."""
+        if len(lp.param) > len(layer.blobs):
+            self._fail(lp, f'{len(lp.param)} param specs for {len(layer.blobs)} parameter blobs')
+        layer.param_propagate_down = []
+        for k, blob in enumerate(layer.blobs):
+            spec = lp.param[k] if k < len(lp.param) else pb.ParamSpec()
+            owner = self._param_owner_by_name.get(spec.name) if spec.name else None
+            if owner is None:
+                if spec.name:
+                    self._param_owner_by_name[spec.name] = (i, k, len(self.learnable_params))
+                self.learnable_params.append(blob)
+                self.params_lr.append(spec.lr_mult)
+                self.params_weight_decay.append(spec.decay_mult)
+            else:
+                owner_layer, owner_k, learnable_id = owner
+                owner_blob = self.layers[owner_layer].blobs[owner_k]
+                if owner_blob.shape != blob.shape:
+                    # PERMISSIVE (equal counts) would need a reshaped alias; Caffe's nets use STRICT.
+                    self._fail(lp, f'cannot share parameter "{spec.name}" (blob {k}): its shape '
+                                   f'{blob.shape} differs from the owner\'s {owner_blob.shape}')
+                if spec.HasField('lr_mult') and spec.lr_mult != self.params_lr[learnable_id]:
+                    self._fail(lp, f'shared parameter "{spec.name}" has lr_mult {spec.lr_mult}, '
+                                   f'the owner has {self.params_lr[learnable_id]}')
+                layer.blobs[k] = owner_blob
+            layer.param_propagate_down.append(spec.lr_mult != 0)
+        return any(layer.param_propagate_down)
+
+    def _prune_backward(self, force_backward, blob_need_backward):
+        """Caffe's rules: skip backward for layers that do not lead to a loss or whose
+        bottoms need no gradient; ``force_backward`` turns every allowed one back on."""
+        under_loss, skip = set(), set()
+        for i in reversed(range(len(self.layers))):
+            lp = self.param.layer[i]
+            contributes = any(self.blob_loss_weights.get(n, 0) or n in under_loss
+                              for n in lp.top)
+            skippable = all(n in skip for n in lp.top)
+            if self.layer_need_backward[i] and skippable:
+                self.layer_need_backward[i] = False
+                self.bottom_need_backward[i] = [False] * len(lp.bottom)
+            if not contributes:
+                self.layer_need_backward[i] = False
+            for j, name in enumerate(lp.bottom):
+                if contributes:
+                    under_loss.add(name)
+                else:
+                    self.bottom_need_backward[i][j] = False
+                if not self.bottom_need_backward[i][j]:
+                    skip.add(name)
+        if force_backward:
+            for i, layer in enumerate(self.layers):
+                self.layer_need_backward[i] = True
+                self.bottom_need_backward[i] = [
+                    need or layer.allow_force_backward(j)
+                    for j, need in enumerate(self.bottom_need_backward[i])]
+                layer.param_propagate_down = [True] * len(layer.blobs)
+
+    # -- pycaffe views ----------------------------------------------------------------------
+    @property
+    def params(self):
+        return OrderedDict((name, layer.blobs) for name, layer in
+                           zip(self._layer_names, self.layers) if layer.blobs)
+
+    @property
+    def layer_dict(self):
+        return OrderedDict(zip(self._layer_names, self.layers))
+
+    @property
+    def _blob_names(self):
+        return list(self.blobs)
+
+    # -- running ----------------------------------------------------------------------------
+    def _layer_index(self, name, default):
+        if name is None:
+            return default
+        try:
+            return self._layer_names.index(name)
+        except ValueError:
+            raise CaffeliteError(f'{self.source}: no layer named "{name}"') from None
+
+    def _run_layer(self, i, method):
+        try:
+            method()
+        except (LayerError, ValueError) as err:
+            self._fail(self.param.layer[i], str(err))
+
+    def forward_from_to(self, start, end):
+        """Reshape and forward layers start..end (inclusive); return their weighted loss."""
+        for i in range(start, end + 1):
+            layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
+            self._run_layer(i, lambda: layer.reshape(bottom, top))
+            self._run_layer(i, lambda: layer.forward(bottom, top))
+        loss = 0.0
+        for i, j, weight in self._loss_tops:
+            if start <= i <= end:
+                loss += weight * float(self.top_vecs[i][j].xdata.sum())
+        return loss
+
+    def backward_from_to(self, start, end):
+        """Backward for layers start down to end (inclusive), where a gradient is needed."""
+        for i in range(start, end - 1, -1):
+            if self.layer_need_backward[i]:
+                layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
+                self._run_layer(i, lambda: layer.backward(top, self.bottom_need_backward[i],
+                                                          bottom))
+
+    def _seed_loss_diffs(self):
+        xp = backend.xp()
+        for i, j, weight in self._loss_tops:
+            top = self.top_vecs[i][j]
+            top.xdiff = xp.full(top.shape, weight, dtype=top.dtype)
+
+    def forward(self, blobs=None, start=None, end=None, **inputs):
+        """pycaffe's forward: set ``inputs`` (name=array), run, return the output blobs'
+        data (plus those named in ``blobs``) as NumPy arrays."""
+        for name, array in inputs.items():
+            if name not in self.blobs:
+                raise CaffeliteError(f'{self.source}: forward() got "{name}", which is not a '
+                                     f'blob of this net (inputs: {", ".join(self.inputs)})')
+            array = np.asarray(array)
+            self.blobs[name].reshape(array.shape)
+            self.blobs[name].data[...] = array
+        first = self._layer_index(start, 0)
+        last = self._layer_index(end, len(self.layers) - 1)
+        self.forward_from_to(first, last)
+        names = (self.outputs if end is None else self.top_names[self._layer_names[last]])
+        names = list(names) + [b for b in (blobs or []) if b not in names]
+        return {name: self.blobs[name].data for name in names}
+
+    def backward(self, diffs=None, start=None, end=None, **top_diffs):
+        """pycaffe's backward: loss tops get their loss weight as diff, ``top_diffs`` set
+        output diffs; return the input blobs' diffs (plus those named in ``diffs``)."""
+        self._seed_loss_diffs()
+        for name, array in top_diffs.items():
+            self.blobs[name].diff[...] = array
+        first = self._layer_index(start, len(self.layers) - 1)
+        last = self._layer_index(end, 0)
+        self.backward_from_to(first, last)
+        names = list(self.inputs) + [d for d in (diffs or []) if d not in self.inputs]
+        return {name: self.blobs[name].diff for name in names}
+
+    def forward_backward(self):
+        """One forward and one backward over the whole net; returns the loss."""
+        loss = self.forward_from_to(0, len(self.layers) - 1)
+        self._seed_loss_diffs()
+        self.backward_from_to(len(self.layers) - 1, 0)
+        return loss
+
+    def reshape(self):
+        """Propagate new input shapes through every layer (Caffe's Net::Reshape)."""
+        for i, layer in enumerate(self.layers):
+            self._run_layer(i, lambda: layer.reshape(self.bottom_vecs[i], self.top_vecs[i]))
+
+    def clear_param_diffs(self):
+        xp = backend.xp()
+        for blob in self.learnable_params:
+            blob.xdiff = xp.zeros(blob.shape, dtype=blob.dtype)
+
+    # -- weights ----------------------------------------------------------------------------
+    def copy_from(self, path):
+        """Copy weights by layer name from a .caffemodel, or a Caffe .h5 weights file."""
+        from . import io
+        io.copy_weights_into(self, path)
+
+    def save(self, path):
+        """Write the net and its weights as a binary .caffemodel (atomically)."""
+        from . import io
+        io.write_proto_atomic(path, io.net_to_proto(self))
+
+    def save_hdf5(self, path):
+        from . import io
+        io.save_weights_hdf5(self, path)
+
+    def load_hdf5(self, path):
+        from . import io
+        io.copy_weights_into(self, path)
+
+    def share_trained_layers_with(self, other):
+        """Use ``other``'s parameter blobs for same-named layers (Caffe's
+        ShareTrainedLayersWith: a test net sees the train net's weights without copies)."""
+        mine = self.layer_dict
+        for name, source_layer in other.layer_dict.items():
+            layer = mine.get(name)
+            if layer is None or not source_layer.blobs:
+                continue
+            if len(layer.blobs) != len(source_layer.blobs):
+                raise CaffeliteError(f'layer "{name}": {len(layer.blobs)} parameter blobs here, '
+                                     f'{len(source_layer.blobs)} in the net to share with')
+            for k, blob in enumerate(source_layer.blobs):
+                if blob.shape != layer.blobs[k].shape:
+                    raise CaffeliteError(f'layer "{name}": cannot share parameter {k}; shape '
+                                         f'{blob.shape} vs {layer.blobs[k].shape}')
+                layer.blobs[k] = blob
+
+    share_with = share_trained_layers_with
+
+    def set_input_arrays(self, data, labels, layer_index=0):
+        """pycaffe's MemoryData feeding: give the layer at ``layer_index`` its arrays."""
+        layer = self.layers[layer_index]
+        if not hasattr(layer, 'reset'):
+            raise CaffeliteError(f'layer "{self._layer_names[layer_index]}" is a '
+                                 f'{layer.type} layer, not MemoryData')
+        layer.reset(data, labels)
+

@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='caffelite',
+    version='0.1.0',
+    description='Caffe rebuilt in Python on NumPy (CPU) and CuPy (GPU); LRCN first',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=find_packages(include=['caffelite', 'caffelite.*']),
+    package_data={'caffelite.proto': ['caffelite.proto']},
+    install_requires=[
+        'numpy~=2.4',
+        'protobuf~=7.36',      # caffelite_pb2.py was generated for the 7.x runtime
+        'pillow~=13.0',
+        'h5py~=3.16',
+    ],
+    extras_require={
+        'gpu': ['cupy-cuda12x~=14.2'],
+        'mpi': ['mpi4py~=4.1'],
+        'lmdb': ['lmdb~=3.0'],
+        'draw': ['pydot~=4.0'],
+        'test': ['pytest~=9.0', 'grpcio-tools~=1.85'],
+    },
+    entry_points={'console_scripts': ['caffelite = caffelite.cli:main']},
+)
