@@ -96,3 +96,38 @@ def check_layer_gradient(layer, bottom, top, check_bottom=None, check_params=Tru
                              (plus - minus) / (2 * eps), rtol, atol)
     evaluate()
     mismatch.raise_if_any(f'{layer.type} layer "{layer.name}"')
+
+
+def check_net_gradient(net, check_inputs=True, eps=1e-5, rtol=1e-4, atol=1e-6, max_checks=100,
+                       seed=1701):
+    """Assert that ``net``'s backward matches finite differences of its loss, on every
+    learnable parameter and (with force_backward) the input blobs: all of them, or the names
+    listed in ``check_inputs``. Build the net in float64."""
+    rng = np.random.default_rng(seed)
+    last = len(net.layers) - 1
+
+    def loss():
+        backend.set_random_seed(seed)
+        return net.forward_from_to(0, last)
+
+    net.clear_param_diffs()
+    loss()
+    net._seed_loss_diffs()
+    net.backward_from_to(last, 0)
+    targets = [(f'param {k}', blob, blob.diff.copy()) for k, blob in
+               enumerate(net.learnable_params)]
+    inputs = net.inputs if check_inputs is True else (check_inputs or [])
+    targets += [(f'input "{n}"', net.blobs[n], net.blobs[n].diff.copy()) for n in inputs]
+    mismatch = _Mismatch()
+    for what, blob, grad in targets:
+        for k in _sample_indices(blob.count, max_checks, rng):
+            original = blob.data.reshape(-1)[k]
+            blob.data.reshape(-1)[k] = original + eps
+            plus = loss()
+            blob.data.reshape(-1)[k] = original - eps
+            minus = loss()
+            blob.data.reshape(-1)[k] = original
+            mismatch.compare(what, np.unravel_index(k, blob.shape), grad.reshape(-1)[k],
+                             (plus - minus) / (2 * eps), rtol, atol)
+    loss()
+    mismatch.raise_if_any(f'net "{net.name}"')

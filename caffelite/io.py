@@ -148,3 +148,34 @@ def save_weights_hdf5(net, path, write_diff=False):
                     layer_group = group.create_group(name)
                     for k, blob in enumerate(blobs):
                         layer_group.create_dataset(str(k), data=getattr(blob, attr))
+
+
+def read_mean_binaryproto(path):
+    """The mean image of a Caffe mean file (.binaryproto, a BlobProto) as a float32 C x H x W
+    array. Caffe writes it as a 1 x C x H x W blob (legacy num/channels/height/width)."""
+    proto = read_proto_binary(path, pb.BlobProto())
+    array = array_from_blob_proto(proto, np.float32)
+    if array.ndim == 4:
+        if array.shape[0] != 1:
+            raise CaffeliteError(f'{path}: a mean file holds one image, this blob has '
+                                 f'{array.shape[0]} (shape {array.shape})')
+        array = array[0]
+    if array.ndim != 3:
+        raise CaffeliteError(f'{path}: a mean image must be C x H x W or 1 x C x H x W, got '
+                             f'shape {array.shape}')
+    return array
+
+
+def write_mean_binaryproto(path, array):
+    """Write a C x H x W (or 1 x C x H x W) mean image as Caffe's compute_image_mean does: a
+    BlobProto with the legacy 4-D num/channels/height/width fields and float data."""
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[0] != 1:
+        raise CaffeliteError(f'a mean image must be C x H x W or 1 x C x H x W, got shape '
+                             f'{array.shape}')
+    proto = pb.BlobProto(num=1, channels=array.shape[1], height=array.shape[2],
+                         width=array.shape[3])
+    proto.data.extend(array.ravel())
+    write_proto_atomic(path, proto)

@@ -39,8 +39,10 @@ non-empty sentence; reproduced as is). Then
 and the corpus CIDEr-D is the mean over images.
 """
 
+import argparse
 import math
 import re
+import sys
 from collections import Counter
 
 __all__ = ["tokenize", "corpus_bleu", "cider_d"]
@@ -169,3 +171,21 @@ def cider_d(candidates, references, n=4, sigma=6.0):
         per_image[k] = 10.0 * (sum(total) / n) / len(ref_counts[k])
     corpus = sum(per_image.values()) / len(per_image)
     return corpus, per_image
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Score one candidate sentence against references "
+                                            "(BLEU-1..4; CIDEr-D needs a corpus: use "
+                                            "evaluate_captions.py).")
+    p.add_argument("--candidate", required=True, help="candidate sentence")
+    p.add_argument("--reference", action="append", required=True,
+                   help="reference sentence (repeat for several)")
+    args = p.parse_args(argv)
+    scores, _ = corpus_bleu({0: args.candidate}, {0: args.reference})
+    for i, s in enumerate(scores):
+        print("BLEU-%d %.4f" % (i + 1, s))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,18 @@
-"""Data layers: Input, DummyData, HDF5Data, ImageData, MemoryData, Python, video clips."""
+"""Data layers: Input, DummyData, HDF5Data, HDF5Output, ImageData, MemoryData.
+
+The Python layer lives in python_layer.py and the video clip reader in video_data.py.
+"""
+import os
+import warnings
+
+import numpy as np
+
 from .. import backend
+from ..data_transformer import DataTransformer, load_image, resolve_path
 from ..errors import LayerError
 from ..filler import fill
+from ..prefetch import Prefetcher
+from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
 
 
@@ -75,3 +86,487 @@ class DummyDataLayer(Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
+
+
+# -- shared helpers -------------------------------------------------------------------------
+
+def _source_dir(layer):
+    """Folder of the prototxt (set by the Net), else the working directory."""
+    return getattr(layer, 'source_dir', None) or os.getcwd()
+
+
+def _list_file(layer, path, what):
+    """Resolve a list file named in a prototxt: as given, else beside the prototxt."""
+    if not path:
+        raise LayerError(f'{what} is not set')
+    resolved = resolve_path(path, _source_dir(layer))
+    if not os.path.isfile(resolved):
+        raise LayerError(f'{what} {path} does not exist (looked in {os.getcwd()} and '
+                         f'{_source_dir(layer)})')
+    return resolved
+
+
+def read_list_file(path, with_label):
+    """[(line number, entry, label)] of a list file; blank lines are skipped.
+
+    with_label: lines are ``entry label`` (label after the LAST space, as Caffe's ImageData
+    reads them, so entries may contain spaces); otherwise the whole line is the entry.
+    """
+    entries = []
+    with open(path, encoding='utf-8') as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            if not with_label:
+                entries.append((number, line, None))
+                continue
+            entry, sep, label = line.rpartition(' ')
+            if not sep or not entry.strip():
+                raise LayerError(f'{path} line {number}: expected "path label", got "{line}"')
+            try:
+                value = int(label)
+            except ValueError:
+                raise LayerError(f'{path} line {number}: label "{label}" is not an '
+                                 f'integer') from None
+            entries.append((number, entry.strip(), value))
+    if not entries:
+        raise LayerError(f'list file {path} is empty')
+    return entries
+
+
+class _ExistenceCache:
+    """os.path.exists over many files, listing each folder once (list files name ~1e6 frames)."""
+
+    def __init__(self):
+        self._folders = {}
+
+    def exists(self, path):
+        folder, name = os.path.split(os.path.abspath(path))
+        names = self._folders.get(folder)
+        if names is None:
+            try:
+                names = set(os.listdir(folder))
+            except OSError:
+                names = set()
+            self._folders[folder] = names
+        return name in names
+
+
+def resolve_listed_files(entries, list_file, root_folder='', kind='file'):
+    """Resolve every entry of a list file to an existing path, or raise naming the line.
+
+    A relative path (after prefixing root_folder) is looked up in the working directory,
+    then in the list file's folder.
+    """
+    cache = _ExistenceCache()
+    list_dir = os.path.dirname(os.path.abspath(list_file))
+    resolved = []
+    for number, entry, _ in entries:
+        path = os.path.join(root_folder, entry) if root_folder else entry
+        found = None
+        for candidate in ([path] if os.path.isabs(path) else
+                          [path, os.path.join(list_dir, path)]):
+            if cache.exists(candidate):
+                found = candidate
+                break
+        if found is None:
+            raise LayerError(f'{list_file} line {number}: {kind} {path} does not exist')
+        resolved.append(found)
+    return resolved
+
+
+def layer_rng():
+    """A Generator for one data layer, seeded from the global stream (set_random_seed)."""
+    return np.random.default_rng(int(backend.host_rng().integers(2 ** 63)))
+
+
+class PrefetchingDataLayer(Layer):
+    """Caffe's BasePrefetchingDataLayer: tops come from a batch source run by a Prefetcher.
+
+    Subclasses implement ``make_source(top)`` → (source, [top shapes]); the source's
+    ``next_batch()`` returns one host array per top. ``prefetch_depth`` (None: the default
+    of caffelite.prefetch, 0: load in the main thread) may be set before setup.
+    """
+    exact_num_bottom = 0
+    prefetch_depth = None
+    prefetcher = None
+
+    def setup(self, bottom, top):
+        self.rng = layer_rng()
+        source, shapes = self.make_source(top)
+        for t, shape in zip(top, shapes):
+            t.reshape(shape)
+        self.source = source
+        self.prefetcher = Prefetcher(source, self.prefetch_depth,
+                                     name=f'{self.type} "{self.name}" prefetch')
+
+    def make_source(self, top):
+        raise NotImplementedError
+
+    def reshape(self, bottom, top):
+        pass  # tops take the shape of each batch in forward
+
+    def forward(self, bottom, top):
+        batch = self.prefetcher.next()
+        for t, array in zip(top, batch):
+            t.reshape(array.shape)
+            t.xdata = backend.to_device(array)
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+    def stop_prefetch(self):
+        """Stop the background thread (it also stops when the layer is collected)."""
+        if self.prefetcher is not None:
+            self.prefetcher.stop()
+
+
+# -- HDF5Data / HDF5Output ------------------------------------------------------------------
+
+class HDF5Source:
+    """Caffe's HDF5DataLayer cursor: rows of the current file (in data_permutation order),
+    then the next file (in file_permutation order), wrapping around after the last file.
+
+    With shuffle, the file order is shuffled at setup and at every wrap-around, and the
+    rows of a file each time it is loaded. With solver_count > 1, row k of the stream goes
+    to the worker with rank k % solver_count (Caffe's Skip) at TRAIN.
+    """
+
+    def __init__(self, files, list_file, names, batch_size, shuffle, rng, dtype,
+                 rank=0, count=1):
+        self.files, self.list_file, self.names = files, list_file, names
+        self.batch_size, self.shuffle, self.rng, self.dtype = batch_size, shuffle, rng, dtype
+        self.rank, self.count = rank, count
+        self.file_permutation = np.arange(len(files))
+        if shuffle:
+            rng.shuffle(self.file_permutation)
+        self.current_file = 0
+        self._load(self.file_permutation[0])
+        self.current_row = 0
+        self.offset = 0
+
+    def _load(self, index):
+        import h5py
+        path = self.files[index]
+        try:
+            with h5py.File(path, 'r') as f:
+                self.arrays = [np.asarray(f[name], dtype=self.dtype) for name in self.names]
+        except (OSError, KeyError) as err:
+            raise LayerError(f'cannot read {path}: {err}') from None
+        rows = {a.shape[0] for a in self.arrays}
+        if len(rows) != 1:
+            raise LayerError(f'{path}: datasets {", ".join(self.names)} have different numbers'
+                             f' of rows ({", ".join(str(a.shape[0]) for a in self.arrays)})')
+        self.rows = rows.pop()
+        self.data_permutation = np.arange(self.rows)
+        if self.shuffle:
+            self.rng.shuffle(self.data_permutation)
+
+    def _advance(self, rows):
+        """Caffe's Next(), ``rows`` times (never past the end of the current file)."""
+        self.current_row += rows
+        self.offset += rows
+        if self.current_row == self.rows:
+            if len(self.files) > 1:
+                self.current_file += 1
+                if self.current_file == len(self.files):
+                    self.current_file = 0
+                    if self.shuffle:
+                        self.rng.shuffle(self.file_permutation)
+                self._load(self.file_permutation[self.current_file])
+            self.current_row = 0
+            if self.shuffle:
+                self.rng.shuffle(self.data_permutation)
+
+    def next_batch(self):
+        out = [np.empty((self.batch_size,) + a.shape[1:], self.dtype) for a in self.arrays]
+        filled = 0
+        while filled < self.batch_size:
+            if self.count > 1:   # one row at a time, skipping the other workers' rows
+                while self.offset % self.count != self.rank:
+                    self._advance(1)
+                take = 1
+            else:
+                take = min(self.batch_size - filled, self.rows - self.current_row)
+            rows = self.data_permutation[self.current_row:self.current_row + take]
+            for o, a in zip(out, self.arrays):
+                o[filled:filled + take] = a[rows]
+            filled += take
+            self._advance(take)
+        return tuple(out)
+
+
+def _check_hdf5_files(files, list_file, names):
+    """Every file has every dataset, the datasets agree in rows, and trailing shapes agree
+    across files. Returns the trailing shape of each dataset."""
+    import h5py
+    shapes = None
+    for path in files:
+        try:
+            with h5py.File(path, 'r') as f:
+                missing = [n for n in names if n not in f]
+                if missing:
+                    raise LayerError(f'{path} (listed in {list_file}) has no dataset '
+                                     f'{", ".join(missing)}; it has {", ".join(sorted(f))}')
+                dims = [f[n].shape for n in names]
+        except OSError as err:
+            raise LayerError(f'cannot read {path} (listed in {list_file}): {err}') from None
+        if any(len(d) == 0 for d in dims):
+            raise LayerError(f'{path}: datasets need at least one axis (rows)')
+        if len({d[0] for d in dims}) != 1:
+            detail = ', '.join(f'{n}: {d[0]}' for n, d in zip(names, dims))
+            raise LayerError(f'{path}: the datasets of the tops must have the same number of '
+                             f'rows ({detail})')
+        if dims[0][0] == 0:
+            raise LayerError(f'{path}: datasets have no rows')
+        trailing = [tuple(d[1:]) for d in dims]
+        if shapes is None:
+            shapes = trailing
+        elif trailing != shapes:
+            raise LayerError(f'{path}: dataset shapes {trailing} differ from those of '
+                             f'{files[0]} {shapes} (beyond the row axis)')
+    return shapes
+
+
+@register('HDF5Data')
+class HDF5DataLayer(PrefetchingDataLayer):
+    """Rows of HDF5 datasets, one top per dataset name (Caffe's HDF5Data).
+
+    hdf5_data_param: source (text file, one .h5 path per line), batch_size, shuffle.
+    Top j has shape (batch_size, *dataset_j.shape[1:]): LRCN's caption chunks hold (T*k, N)
+    time-major streams, so batch_size T gives a T x N batch. Like Caffe, no transform_param.
+    """
+    min_top = 1
+    solver_rank = 0
+    solver_count = 1
+
+    def make_source(self, top):
+        p = self.layer_param.hdf5_data_param
+        if p.batch_size <= 0:
+            raise LayerError('hdf5_data_param.batch_size must be positive')
+        if self.layer_param.HasField('transform_param'):
+            warnings.warn(f'HDF5Data "{self.name}": transform_param is ignored (as in Caffe)')
+        list_file = _list_file(self, p.source, 'hdf5_data_param.source')
+        entries = read_list_file(list_file, with_label=False)
+        files = resolve_listed_files(entries, list_file, kind='HDF5 file')
+        names = list(self.layer_param.top)
+        if len(names) != len(top):
+            raise LayerError(f'the tops must be named (by their dataset names), got '
+                             f'{len(names)} names for {len(top)} tops')
+        shapes = _check_hdf5_files(files, list_file, names)
+        count = self.solver_count if self.phase == pb.TRAIN else 1
+        source = HDF5Source(files, list_file, names, p.batch_size, p.shuffle, self.rng,
+                            self.dtype, rank=self.solver_rank, count=count)
+        return source, [(p.batch_size,) + s for s in shapes]
+
+
+@register('HDF5Output')
+class HDF5OutputLayer(Layer):
+    """Writes its two bottoms to hdf5_output_param.file_name as datasets "data" and "label".
+
+    The file is created (truncated) at setup. Caffe 1.0 writes the datasets on the first
+    forward only (a second forward fails there); here every forward appends its rows, so the
+    datasets grow along axis 0.
+    """
+    exact_num_bottom = 2
+    exact_num_top = 0
+
+    def setup(self, bottom, top):
+        import h5py
+        name = self.layer_param.hdf5_output_param.file_name
+        if not name:
+            raise LayerError('hdf5_output_param.file_name is not set')
+        folder = os.path.dirname(os.path.abspath(name))
+        if not os.path.isdir(folder):
+            raise LayerError(f'hdf5_output_param.file_name: folder {folder} does not exist')
+        self.file_name = name
+        h5py.File(name, 'w').close()
+
+    def reshape(self, bottom, top):
+        if bottom[0].shape[:1] != bottom[1].shape[:1]:
+            raise LayerError(f'data and label must have the same number of rows, got '
+                             f'{bottom[0].shape} and {bottom[1].shape}')
+
+    def forward(self, bottom, top):
+        import h5py
+        with h5py.File(self.file_name, 'a') as f:
+            for key, blob in (('data', bottom[0]), ('label', bottom[1])):
+                array = backend.to_host(blob.xdata)
+                if key not in f:
+                    f.create_dataset(key, data=array, maxshape=(None,) + array.shape[1:],
+                                     chunks=True)
+                    continue
+                ds = f[key]
+                if ds.shape[1:] != array.shape[1:]:
+                    raise LayerError(f'{self.file_name}: "{key}" rows of shape {ds.shape[1:]} '
+                                     f'already written, now {array.shape[1:]}')
+                start = ds.shape[0]
+                ds.resize(start + array.shape[0], axis=0)
+                ds[start:] = array
+
+    def backward(self, top, propagate_down, bottom):
+        if any(propagate_down):
+            raise LayerError('HDF5Output cannot backpropagate to its bottoms')
+
+
+# -- ImageData ------------------------------------------------------------------------------
+
+def load_listed_image(path, number, list_file, is_color, new_height, new_width):
+    """load_image, with the list file and line in the error message."""
+    try:
+        return load_image(path, is_color, new_height, new_width)
+    except LayerError as err:
+        raise LayerError(f'{err} ({list_file} line {number})') from None
+
+
+class ImageListSource:
+    """Caffe's ImageDataLayer::load_batch: batch_size lines from the cursor, wrapping around
+    (and reshuffling with shuffle) at the end of the list; then the transform."""
+
+    def __init__(self, paths, entries, list_file, order, start, batch_size, is_color,
+                 new_height, new_width, shuffle, transformer, rng, dtype):
+        self.paths, self.entries, self.list_file = paths, entries, list_file
+        self.order, self.cursor = order, start
+        self.batch_size, self.is_color = batch_size, is_color
+        self.new_height, self.new_width = new_height, new_width
+        self.shuffle, self.transformer, self.rng, self.dtype = shuffle, transformer, rng, dtype
+
+    def next_batch(self):
+        images, labels = [], []
+        for _ in range(self.batch_size):
+            k = self.order[self.cursor]
+            number, _, label = self.entries[k]
+            image = load_listed_image(self.paths[k], number, self.list_file, self.is_color,
+                                      self.new_height, self.new_width)
+            if images and image.shape != images[0].shape:
+                raise LayerError(
+                    f'{self.paths[k]} ({self.list_file} line {number}) is {image.shape[1]} x '
+                    f'{image.shape[2]}, the batch\'s first image {images[0].shape[1]} x '
+                    f'{images[0].shape[2]}: set new_height/new_width or batch_size 1')
+            images.append(image)
+            labels.append(label)
+            self.cursor += 1
+            if self.cursor >= len(self.order):
+                self.cursor = 0
+                if self.shuffle:
+                    self.rng.shuffle(self.order)
+        data = self.transformer.transform(np.stack(images), self.rng, dtype=self.dtype)
+        return data, np.asarray(labels, dtype=self.dtype)
+
+
+@register('ImageData')
+class ImageDataLayer(PrefetchingDataLayer):
+    """Images listed in a text file (``path label`` lines), decoded to BGR C x H x W.
+
+    image_data_param: source, root_folder (prefixed to each path), batch_size, shuffle (the
+    list, at setup and at every epoch), rand_skip (skip a random number < rand_skip of lines
+    at setup), new_height/new_width (resize, see data_transformer.resize_bilinear),
+    is_color. transform_param applies (force_color / force_gray override is_color).
+    Tops: data (batch_size, C, H', W') and, optionally, label (batch_size,).
+    Every listed file is checked to exist at setup.
+    """
+    min_top = 1
+    max_top = 2
+
+    def make_source(self, top):
+        p = self.layer_param.image_data_param
+        if p.batch_size <= 0:
+            raise LayerError('image_data_param.batch_size must be positive')
+        if bool(p.new_height) != bool(p.new_width):
+            raise LayerError('image_data_param: set both new_height and new_width, or neither')
+        transformer = DataTransformer(self.layer_param.transform_param, self.phase,
+                                      _source_dir(self))
+        is_color = transformer.color_override(p.is_color)
+        list_file = _list_file(self, p.source, 'image_data_param.source')
+        entries = read_list_file(list_file, with_label=True)
+        paths = resolve_listed_files(entries, list_file, p.root_folder, kind='image')
+        order = np.arange(len(entries))
+        if p.shuffle:
+            self.rng.shuffle(order)
+        start = 0
+        if p.rand_skip:
+            start = int(self.rng.integers(0, p.rand_skip))
+            if start >= len(entries):
+                raise LayerError(f'rand_skip drew {start} but {list_file} has only '
+                                 f'{len(entries)} lines')
+        k = order[start]
+        first = load_listed_image(paths[k], entries[k][0], list_file, is_color,
+                                  p.new_height, p.new_width)
+        shape = transformer.output_shape(*first.shape)
+        source = ImageListSource(paths, entries, list_file, order, start, p.batch_size,
+                                 is_color, p.new_height, p.new_width, p.shuffle, transformer,
+                                 self.rng, self.dtype)
+        return source, [(p.batch_size,) + shape, (p.batch_size,)][:len(top)]
+
+
+# -- MemoryData -----------------------------------------------------------------------------
+
+@register('MemoryData')
+class MemoryDataLayer(Layer):
+    """Batches from arrays handed over by ``reset(data, labels)`` (pycaffe's
+    ``net.set_input_arrays``), batch_size rows at a time, wrapping around.
+
+    memory_data_param: batch_size, channels, height, width. Tops: data (batch_size, C, H, W)
+    and label (batch_size,). As in Caffe, reset() does not apply transform_param.
+    """
+    exact_num_bottom = 0
+    exact_num_top = 2
+
+    def setup(self, bottom, top):
+        p = self.layer_param.memory_data_param
+        self.batch_size = int(p.batch_size)
+        self.item_shape = (int(p.channels), int(p.height), int(p.width))
+        if self.batch_size <= 0 or min(self.item_shape) <= 0:
+            raise LayerError('memory_data_param: batch_size, channels, height and width must '
+                             'all be positive')
+        self.data = None
+        self.labels = None
+        self.pos = 0
+        top[0].reshape((self.batch_size,) + self.item_shape)
+        top[1].reshape((self.batch_size,))
+
+    def reset(self, data, labels):
+        """Use ``data`` (n, C, H, W) and ``labels`` (n,) or (n, 1, 1, 1); n a multiple of
+        batch_size. The arrays are copied."""
+        data = np.asarray(data)
+        labels = np.asarray(labels)
+        if labels.ndim == 4 and labels.shape[1:] == (1, 1, 1):
+            labels = labels.reshape(-1)
+        if data.ndim != 4 or data.shape[1:] != self.item_shape:
+            raise LayerError(f'data must be n x {" x ".join(map(str, self.item_shape))} '
+                             f'(memory_data_param), got shape {data.shape}')
+        if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
+            raise LayerError(f'labels must be a vector of {data.shape[0]} entries (or '
+                             f'n x 1 x 1 x 1), got shape {labels.shape}')
+        if data.shape[0] == 0 or data.shape[0] % self.batch_size:
+            raise LayerError(f'the number of items ({data.shape[0]}) must be a positive '
+                             f'multiple of batch_size ({self.batch_size})')
+        self.data = np.array(data, dtype=self.dtype)
+        self.labels = np.array(labels, dtype=self.dtype)
+        self.pos = 0
+
+    def set_batch_size(self, batch_size):
+        if self.data is not None and self.data.shape[0] % batch_size:
+            raise LayerError(f'batch_size {batch_size} does not divide the {self.data.shape[0]}'
+                             f' items given')
+        self.batch_size = int(batch_size)
+
+    def reshape(self, bottom, top):
+        top[0].reshape((self.batch_size,) + self.item_shape)
+        top[1].reshape((self.batch_size,))
+
+    def forward(self, bottom, top):
+        if self.data is None:
+            raise LayerError('MemoryData needs its arrays first: net.set_input_arrays(data, '
+                             'labels)')
+        end = self.pos + self.batch_size
+        top[0].xdata = backend.to_device(self.data[self.pos:end])
+        top[1].xdata = backend.to_device(self.labels[self.pos:end])
+        self.pos = end % self.data.shape[0]
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+
+from . import video_data  # noqa: E402,F401  (registers VideoData)

@@ -1,0 +1,126 @@
+"""Solver state files, Caffe's two layouts, each written to a temporary file and renamed.
+
+- ``<prefix>_iter_N.solverstate``: a binary SolverState proto (iter, learned_net = the
+  matching .caffemodel's path, history blobs, current_step).
+- ``<prefix>_iter_N.solverstate.h5``: HDF5 with ``iter`` and ``current_step`` (int32, shape
+  (1,)), ``learned_net`` (a string) and group ``history`` holding datasets ``0``, ``1``, ...
+  in the history blobs' shapes.
+"""
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import io
+from ..errors import CaffeliteError
+from ..prototxt import read_proto_binary
+from ..proto import caffelite_pb2 as pb
+
+
+@dataclass
+class SolverStateData:
+    iter: int
+    learned_net: str
+    current_step: int
+    history: list = field(default_factory=list)     # host NumPy arrays
+
+
+def _blob_proto(array):
+    """BlobProto of ``array``: float data for float32, double_data for float64 (Caffe's
+    Blob<Dtype>::ToProto)."""
+    array = np.asarray(array)
+    proto = pb.BlobProto()
+    proto.shape.dim.extend(array.shape)
+    if array.dtype == np.float64:
+        proto.double_data.extend(array.ravel())
+    else:
+        proto.data.extend(array.astype(np.float32, copy=False).ravel())
+    return proto
+
+
+def write_state_binary(path, state):
+    proto = pb.SolverState(iter=state.iter, learned_net=state.learned_net,
+                           current_step=state.current_step)
+    for array in state.history:
+        proto.history.add().CopyFrom(_blob_proto(array))
+    io.write_proto_atomic(path, proto)
+
+
+def write_state_hdf5(path, state):
+    import h5py
+    with io.atomic_path(path) as tmp:
+        with h5py.File(tmp, 'w') as f:
+            f.create_dataset('iter', data=np.array([state.iter], np.int32))
+            f.create_dataset('learned_net', data=np.bytes_(state.learned_net.encode()))
+            f.create_dataset('current_step', data=np.array([state.current_step], np.int32))
+            group = f.create_group('history')
+            for i, array in enumerate(state.history):
+                group.create_dataset(str(i), data=np.asarray(array))
+
+
+def _read_binary(path):
+    proto = read_proto_binary(path, pb.SolverState())
+    history = [io.array_from_blob_proto(b, np.float64 if len(b.double_data) else np.float32)
+               for b in proto.history]
+    learned = proto.learned_net if proto.HasField('learned_net') else ''
+    return SolverStateData(proto.iter, learned, proto.current_step, history)
+
+
+def _scalar(f, name, path):
+    if name not in f:
+        raise CaffeliteError(f'{path}: no "{name}" dataset; not a Caffe HDF5 solver state')
+    return np.asarray(f[name][()]).ravel()[0]
+
+
+def _read_hdf5(path):
+    import h5py
+    try:
+        f = h5py.File(path, 'r')
+    except OSError as err:
+        raise CaffeliteError(f'cannot read {path} as HDF5: {err}') from None
+    with f:
+        learned = ''
+        if 'learned_net' in f:
+            value = f['learned_net'][()]
+            value = value.item() if isinstance(value, np.ndarray) else value
+            learned = value.decode().rstrip('\0') if isinstance(value, bytes) else str(value)
+        group = f.get('history')
+        if group is None:
+            raise CaffeliteError(f'{path}: no "history" group; not a Caffe HDF5 solver state')
+        names = sorted(group, key=lambda n: int(n) if n.isdigit() else -1)
+        if names != [str(i) for i in range(len(names))]:
+            raise CaffeliteError(f'{path}: history datasets must be named 0..{len(names) - 1}')
+        history = [np.asarray(group[n]) for n in names]
+        return SolverStateData(int(_scalar(f, 'iter', path)), learned,
+                               int(_scalar(f, 'current_step', path)), history)
+
+
+def read_state(path):
+    """The SolverStateData in ``path`` (HDF5 when it ends in .h5, as Caffe decides)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CaffeliteError(f'solver state {path} does not exist')
+    return _read_hdf5(path) if path.endswith('.h5') else _read_binary(path)
+
+
+def find_learned_net(learned_net, state_path):
+    """The weights file a state names: as written, or (when the snapshot folder was moved)
+    the file of that name beside the state file."""
+    if os.path.exists(learned_net):
+        return learned_net
+    beside = os.path.join(os.path.dirname(os.path.abspath(state_path)),
+                          os.path.basename(learned_net))
+    if os.path.exists(beside):
+        return beside
+    raise CaffeliteError(f'{state_path} names the weights file {learned_net}, which does not '
+                         f'exist (nor does {beside})')
+
+
+def weight_layer_names(path):
+    """Names of the layers holding parameter blobs in a .caffemodel or Caffe .h5 weights file."""
+    if path.endswith(('.h5', '.hdf5')):
+        import h5py
+        with h5py.File(path, 'r') as f:
+            return {name for name in f.get('data', {}) if len(f['data'][name])}
+    proto = read_proto_binary(path, pb.NetParameter())
+    return {layer.name for layer in list(proto.layer) + list(proto.layers) if layer.blobs}
