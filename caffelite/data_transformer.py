@@ -11,6 +11,11 @@ turns a batch of them into float arrays, per item (Caffe's order):
 3. ``(x - mean) * scale``, where the mean is ``mean_value`` (one value, or one per channel)
    or the ``mean_file`` image, taken at the same (cropped, flipped) pixel positions as x.
 
+``flow: true`` (the LRCN fork's switch for optical-flow images, x-flow stored in the red
+channel as 128 + k u) replaces channel 2 (red in BGR) by 255 - x in mirrored items before
+the mean is subtracted, so a flipped flow field points the other way. The fork did this in
+its Datum path only (its ImageData path ignored the switch); here every data layer does it.
+
 The crop and mirror are drawn once per item; an item may hold several frames that share
 them (a video clip: shape ``(N, T, C, H, W)``).
 """
@@ -20,6 +25,7 @@ import numpy as np
 
 from .backend import get_array_module
 from .errors import LayerError
+from .io import read_mean_binaryproto
 from .proto import caffelite_pb2 as pb
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
@@ -57,10 +63,10 @@ class DataTransformer:
         self.crop_size = int(p.crop_size)
         self.force_color = bool(p.force_color)
         self.force_gray = bool(p.force_gray)
+        self.flow = bool(p.flow)
         self.mean_values = np.asarray(list(p.mean_value), dtype=np.float32)
         self.mean_image = None
         if p.HasField('mean_file'):
-            from .io import read_mean_binaryproto
             path = resolve_path(p.mean_file, source_dir)
             if not os.path.exists(path):
                 raise LayerError(f'transform_param.mean_file {p.mean_file} does not exist')
@@ -86,6 +92,9 @@ class DataTransformer:
         if self.mean_image is not None and self.mean_image.shape != (channels, height, width):
             raise LayerError(f'mean_file shape {self.mean_image.shape} does not match the '
                              f'input {channels} x {height} x {width}')
+        if self.flow and channels < 3:
+            raise LayerError(f'transform_param.flow needs 3-channel (BGR flow) images, got '
+                             f'{channels} channel(s)')
         if len(self.mean_values) not in (0, 1, channels):
             raise LayerError(f'give 1 mean_value or one per channel ({channels}), '
                              f'got {len(self.mean_values)}')
@@ -148,6 +157,12 @@ class DataTransformer:
                     layout(cols[:, None, None, None, :])].astype(dtype)
         else:
             out = (x.swapaxes(0, 1) if time_major else x).astype(dtype)
+        if self.flow and mirror.any():
+            flipped = xp.asarray(np.flatnonzero(mirror))
+            if time_major:
+                out[:, flipped, 2] = 255 - out[:, flipped, 2]
+            else:
+                out[flipped, :, 2] = 255 - out[flipped, :, 2]
         if self.mean_image is not None:
             mean = xp.asarray(self.mean_image, dtype=dtype)
             if gathered:   # the mean at the same source pixels as x, per item: (N, C, H', W')
@@ -190,19 +205,43 @@ def resize_bilinear(image, height, width):
 
     y0, y1, ay = taps(src_h, height)
     x0, x1, ax = taps(src_w, width)
-    f = image.astype(np.float32)
-    cols = f[:, x0] * (1 - ax)[None, :, None] + f[:, x1] * ax[None, :, None]
-    out = cols[y0] * (1 - ay)[:, None, None] + cols[y1] * ay[:, None, None]
+    ay, ax = ay[:, None, None], ax[None, :, None]
+
+    def vertical(a):
+        return a[y0].astype(np.float32) * (1 - ay) + a[y1] * ay
+
+    def horizontal(a):
+        return a[:, x0].astype(np.float32) * (1 - ax) + a[:, x1] * ax
+
+    # Same result either way; do first the pass that leaves less for the second.
+    if height * src_w <= src_h * width:
+        out = horizontal(vertical(image))
+    else:
+        out = vertical(horizontal(image))
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def load_image(path, is_color=True, new_height=0, new_width=0):
+def upscaled_size(height, width, min_height, min_width):
+    """The LRCN fork's ReadImageToCVMat rule for images smaller than min_height x min_width:
+    scale (keeping the aspect ratio, rounded) so the side that falls shorter reaches its
+    minimum. None when no resize is needed."""
+    if not (height < min_height or width < min_width):
+        return None
+    f32 = np.float32
+    if min_width - width > min_height - height:
+        return int(f32(min_width) * (f32(height) / f32(width)) + f32(0.5)), min_width
+    return min_height, int(f32(min_height) * (f32(width) / f32(height)) + f32(0.5))
+
+
+def load_image(path, is_color=True, new_height=0, new_width=0, min_height=0, min_width=0):
     """Decode an image file into Caffe's layout: uint8, C x H x W, BGR (or 1 gray channel).
 
     Like Caffe's ReadImageToCVMat: colour images are 3-channel BGR, grayscale ones are
     decoded to 1 channel (ITU-R 601 luma, as OpenCV); EXIF orientation is applied (as
     OpenCV >= 3.1 does); with new_height and new_width both set, the image is resized with
-    :func:`resize_bilinear`. Raises LayerError naming the file when it cannot be decoded.
+    :func:`resize_bilinear`; otherwise an image smaller than min_height x min_width is
+    upscaled (:func:`upscaled_size`, the LRCN fork's extension). Raises LayerError naming
+    the file when it cannot be decoded.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
@@ -220,4 +259,8 @@ def load_image(path, is_color=True, new_height=0, new_width=0):
         array = array[:, :, ::-1]  # RGB -> BGR
     if new_height > 0 and new_width > 0:
         array = resize_bilinear(array, new_height, new_width)
+    elif min_height > 0 or min_width > 0:
+        size = upscaled_size(array.shape[0], array.shape[1], min_height, min_width)
+        if size is not None:
+            array = resize_bilinear(array, *size)
     return np.ascontiguousarray(array.transpose(2, 0, 1))

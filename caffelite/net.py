@@ -123,6 +123,11 @@ class Net:
                 layer.reshape(bottom, top)
             except (LayerError, ValueError, IndexError) as err:
                 self._fail(lp, str(err))
+            except CaffeliteError:
+                raise
+            except Exception as err:  # e.g. a user's Python layer failing in setup
+                raise CaffeliteError(f'{layer_context(lp, self.source)}: setup failed: '
+                                     f'{type(err).__name__}: {err}') from err
             self.layers.append(layer)
             self._layer_names.append(lp.name)
             self.bottom_vecs.append(bottom)

@@ -137,6 +137,40 @@ def test_hdf5_bad_inputs(tmp_path, h5_files):
         make(HDF5.format(src=tmp_path / 'wide.txt', bs=2, extra=''))
 
 
+def test_hdf5_workers_read_alternate_rows_at_train(h5_files):
+    """Caffe's Skip(): with solver_count workers, row k of the stream goes to rank k % count."""
+    seen = {}
+    for rank in (0, 1):
+        lp = text_format.Parse(HDF5.format(src=h5_files / 'h5list.txt', bs=3, extra=''),
+                               pb.LayerParameter())
+        layer = create_layer(lp, pb.TRAIN)
+        layer.solver_rank, layer.solver_count, layer.prefetch_depth = rank, 2, 0
+        top = [Blob(), Blob()]
+        layer.setup([], top)
+        seen[rank] = [b[1].tolist() for b in batches(layer, top, 2)]
+    stream = [0, 1, 2, 3, 4, 100, 101, 102] * 2
+    assert seen[0] == [stream[0:6:2], stream[6:12:2]]
+    assert seen[1] == [stream[1:7:2], stream[7:13:2]]
+
+
+def test_data_layers_in_a_net_resolve_sources_beside_the_prototxt(h5_files, tmp_path,
+                                                                   monkeypatch):
+    import caffelite
+    (tmp_path / 'net.prototxt').write_text(
+        'layer { name: "h5" type: "HDF5Data" top: "data" top: "label" '
+        '        hdf5_data_param { source: "h5list.txt" batch_size: 2 } }\n'
+        'layer { name: "mem" type: "MemoryData" top: "m" top: "ml" '
+        '        memory_data_param { batch_size: 2 channels: 1 height: 1 width: 2 } }\n')
+    monkeypatch.chdir(tmp_path.parent)
+    net = caffelite.Net(str(tmp_path / 'net.prototxt'), caffelite.TRAIN)
+    net.set_input_arrays(np.arange(8, dtype=np.float32).reshape(4, 1, 1, 2),
+                         np.array([5, 6, 7, 8], np.float32), layer_index=1)
+    out = net.forward()
+    assert out['label'].tolist() == [0, 1] and out['ml'].tolist() == [5, 6]
+    out = net.forward()
+    assert out['label'].tolist() == [2, 3] and out['m'].reshape(-1).tolist() == [4, 5, 6, 7]
+
+
 def test_hdf5_output_appends_data_and_label(tmp_path):
     out = tmp_path / 'out.h5'
     layer = create_layer(text_format.Parse(
@@ -251,6 +285,7 @@ def test_image_data_shuffle_and_rand_skip_reproducible(image_list):
     text = IMAGE.format(src=image_list, bs=5, extra=root + ' rand_skip: 5', transform='')
     first = batches(*make(text, depth=0, seed=5), 1)[0][1].tolist()
     skip = int(first[0]) // 2
+    assert skip == 2     # the draw for seed 5 (checked so the test is not vacuous)
     assert first == [0, 2, 4, 6, 8][skip:] + [0, 2, 4, 6, 8][:skip]
 
 
@@ -267,7 +302,7 @@ def test_image_data_missing_and_undecodable_images(tmp_path, image_list):
     (tmp_path / 'broken.txt').write_text('imgs/img0.png 0\nimgs/img1.png 1\nimgs/broken.png 2\n')
     layer, top = make(IMAGE.format(src=tmp_path / 'broken.txt', bs=2, extra='', transform=''),
                       source_dir=tmp_path, depth=2)
-    assert layer.prefetcher.running
+    assert layer.prefetcher.depth == 2
     layer.forward([], top)
     with pytest.raises(LayerError, match=r'prefetch thread.*broken.png.*broken.txt line 3'):
         layer.forward([], top)
@@ -433,3 +468,24 @@ def test_lrcn_single_frame_image_data(tmp_path):
     lp.image_data_param.source = 'list.txt'             # resolved beside the "prototxt"
     _, top = _setup(lp, pb.TRAIN, tmp_path)             # frames/ found beside list.txt
     assert top[0].shape == (128, 3, 227, 227) and top[1].shape == (128,)
+
+
+@pytest.mark.skipif(not LRCN.exists(), reason='LRCN reference prototxts not present')
+def test_lrcn_single_frame_flow_image_data_upscales_and_negates_flow(tmp_path):
+    # flow images smaller than 227 are upscaled (min_height/min_width: 227), then cropped
+    (tmp_path / 'flow_images').mkdir()
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    rgb[...] = (200, 128, 30)                      # x-flow (red) 200
+    Image.fromarray(rgb).save(tmp_path / 'flow_images' / 'f.png')
+    (tmp_path / 'flow.txt').write_text('f.png 3\n')
+    layers = _phase_layers(LRCN / 'activity_recognition' /
+                           'train_test_singleFrame_flow.prototxt', pb.TRAIN)
+    lp = layers[0]
+    assert lp.transform_param.flow and lp.image_data_param.min_height == 227
+    lp.image_data_param.source = 'flow.txt'
+    backend.set_random_seed(2)
+    _, top = _setup(lp, pb.TRAIN, tmp_path)
+    assert top[0].shape == (128, 3, 227, 227)
+    red = top[0].data[:, 2, 0, 0]                  # 200 - 128, or 255 - 200 - 128 if flipped
+    assert set(red) == {72.0, -73.0}
+    np.testing.assert_array_equal(top[0].data[:, 0], 30 - 128.0)

@@ -108,9 +108,15 @@ def test_layer_parameter_numbers(name, number):
     assert _field("LayerParameter", name).number == number
 
 
+# caffelite's own layer parameters, numbered far from Caffe's range.
+EXTENSION_NUMBERS = {"video_data_param": 5001}
+
+
 def test_layer_parameter_has_no_unexpected_fields():
-    names = set(caffelite_pb2.LayerParameter.DESCRIPTOR.fields_by_name)
-    assert names == set(LAYER_PARAM_NUMBERS)
+    fields = caffelite_pb2.LayerParameter.DESCRIPTOR.fields_by_name
+    assert set(fields) == set(LAYER_PARAM_NUMBERS) | set(EXTENSION_NUMBERS)
+    for name, number in EXTENSION_NUMBERS.items():
+        assert fields[name].number == number
 
 
 def test_blob_and_net_numbers():

@@ -198,3 +198,35 @@ def test_resize_bilinear_matches_opencv_inter_linear():
     assert out.shape == (9, 4, 3)
     col_first = resize_bilinear(resize_bilinear(img, 5, 4), 9, 4)
     assert np.abs(out.astype(int) - col_first).max() <= 1
+
+
+def test_flow_negates_the_x_flow_channel_of_mirrored_items():
+    x = batch(n=2, h=4, w=5)
+    t = transformer(mirror=True, flow=True, mean_value=[128.0], crop_size=3)
+    offsets = (np.array([1, 0]), np.array([2, 1]), np.array([True, False]))
+    out = t.transform(x, offsets=offsets)
+    flipped = x[0, :, 1:4, 2:5][:, :, ::-1].astype(float)
+    flipped[2] = 255 - flipped[2]
+    np.testing.assert_array_equal(out[0], flipped - 128)
+    np.testing.assert_array_equal(out[1], x[1, :, 0:3, 1:4] - 128.0)
+    # clips (time-major): every frame of a mirrored clip is negated
+    clips = np.stack([x, x], axis=1)                          # (N=2, T=2, C, H, W)
+    out = t.transform(clips, offsets=offsets, time_major=True)
+    np.testing.assert_array_equal(out[1, 0], flipped - 128)
+    with pytest.raises(LayerError, match='flow needs 3-channel'):
+        t.transform(batch(c=1), offsets=offsets)
+
+
+def test_min_height_width_upscale_keeps_the_aspect_ratio(tmp_path):
+    from caffelite.data_transformer import upscaled_size
+    assert upscaled_size(240, 320, 227, 227) is None
+    assert upscaled_size(100, 200, 227, 227) == (227, 454)       # height falls shorter
+    assert upscaled_size(200, 100, 227, 227) == (454, 227)
+    assert upscaled_size(230, 150, 227, 227) == (348, 227)      # 348.07 rounded
+    assert upscaled_size(150, 229, 227, 227) == (227, 347)      # 346.55 rounded up
+    Image.fromarray(np.full((10, 20, 3), 9, np.uint8)).save(tmp_path / 'small.png')
+    image = load_image(str(tmp_path / 'small.png'), min_height=15, min_width=15)
+    assert image.shape == (3, 15, 30) and (image == 9).all()
+    # new_height/new_width win over the minimum
+    assert load_image(str(tmp_path / 'small.png'), new_height=4, new_width=4,
+                      min_height=15, min_width=15).shape == (3, 4, 4)

@@ -3,7 +3,9 @@
 The Python layer lives in python_layer.py and the video clip reader in video_data.py.
 """
 import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -109,8 +111,9 @@ def _list_file(layer, path, what):
 def read_list_file(path, with_label):
     """[(line number, entry, label)] of a list file; blank lines are skipped.
 
-    with_label: lines are ``entry label`` (label after the LAST space, as Caffe's ImageData
-    reads them, so entries may contain spaces); otherwise the whole line is the entry.
+    with_label: lines are ``entry label`` (the label after the LAST run of whitespace, as
+    Caffe 1.0's ImageData reads them, so entries may contain spaces); otherwise the whole
+    line is the entry.
     """
     entries = []
     with open(path, encoding='utf-8') as f:
@@ -121,15 +124,16 @@ def read_list_file(path, with_label):
             if not with_label:
                 entries.append((number, line, None))
                 continue
-            entry, sep, label = line.rpartition(' ')
-            if not sep or not entry.strip():
+            parts = line.rsplit(None, 1)
+            if len(parts) != 2:
                 raise LayerError(f'{path} line {number}: expected "path label", got "{line}"')
+            entry, label = parts
             try:
                 value = int(label)
             except ValueError:
                 raise LayerError(f'{path} line {number}: label "{label}" is not an '
                                  f'integer') from None
-            entries.append((number, entry.strip(), value))
+            entries.append((number, entry, value))
     if not entries:
         raise LayerError(f'list file {path} is empty')
     return entries
@@ -406,18 +410,42 @@ class HDF5OutputLayer(Layer):
                 ds[start:] = array
 
     def backward(self, top, propagate_down, bottom):
-        if any(propagate_down):
-            raise LayerError('HDF5Output cannot backpropagate to its bottoms')
+        # Writing a file does not change any loss: the gradient is zero (Caffe: no-op).
+        for b, down in zip(bottom, propagate_down):
+            if down:
+                b.xdiff = backend.xp().zeros(b.shape, b.dtype)
 
 
 # -- ImageData ------------------------------------------------------------------------------
 
-def load_listed_image(path, number, list_file, is_color, new_height, new_width):
+def load_listed_image(path, number, list_file, is_color, new_height, new_width, min_height=0,
+                      min_width=0):
     """load_image, with the list file and line in the error message."""
     try:
-        return load_image(path, is_color, new_height, new_width)
+        return load_image(path, is_color, new_height, new_width, min_height, min_width)
     except LayerError as err:
         raise LayerError(f'{err} ({list_file} line {number})') from None
+
+
+_decode_pool_state = {'pool': None, 'lock': threading.Lock()}
+#: Threads decoding the images of a batch (Pillow decodes without holding the GIL).
+DECODE_THREADS = min(8, os.cpu_count() or 1)
+
+
+def decode_images(jobs, list_file, is_color, sizes):
+    """Decode [(path, list line)] in order on a shared thread pool; the first failing image
+    (in list order, as when decoding one by one) raises. sizes: (new_height, new_width,
+    min_height, min_width)."""
+    def one(job):
+        return load_listed_image(job[0], job[1], list_file, is_color, *sizes)
+    if DECODE_THREADS <= 1 or len(jobs) <= 1:
+        return [one(job) for job in jobs]
+    with _decode_pool_state['lock']:
+        if _decode_pool_state['pool'] is None:
+            _decode_pool_state['pool'] = ThreadPoolExecutor(DECODE_THREADS,
+                                                             thread_name_prefix='decode')
+        pool = _decode_pool_state['pool']
+    return list(pool.map(one, jobs))
 
 
 class ImageListSource:
@@ -425,34 +453,34 @@ class ImageListSource:
     (and reshuffling with shuffle) at the end of the list; then the transform."""
 
     def __init__(self, paths, entries, list_file, order, start, batch_size, is_color,
-                 new_height, new_width, shuffle, transformer, rng, dtype):
+                 sizes, shuffle, transformer, rng, dtype):
         self.paths, self.entries, self.list_file = paths, entries, list_file
         self.order, self.cursor = order, start
         self.batch_size, self.is_color = batch_size, is_color
-        self.new_height, self.new_width = new_height, new_width
+        self.sizes = sizes     # new_height, new_width, min_height, min_width
         self.shuffle, self.transformer, self.rng, self.dtype = shuffle, transformer, rng, dtype
 
     def next_batch(self):
-        images, labels = [], []
+        chosen = []
         for _ in range(self.batch_size):
-            k = self.order[self.cursor]
-            number, _, label = self.entries[k]
-            image = load_listed_image(self.paths[k], number, self.list_file, self.is_color,
-                                      self.new_height, self.new_width)
-            if images and image.shape != images[0].shape:
-                raise LayerError(
-                    f'{self.paths[k]} ({self.list_file} line {number}) is {image.shape[1]} x '
-                    f'{image.shape[2]}, the batch\'s first image {images[0].shape[1]} x '
-                    f'{images[0].shape[2]}: set new_height/new_width or batch_size 1')
-            images.append(image)
-            labels.append(label)
+            chosen.append(int(self.order[self.cursor]))
             self.cursor += 1
             if self.cursor >= len(self.order):
                 self.cursor = 0
                 if self.shuffle:
                     self.rng.shuffle(self.order)
+        images = decode_images([(self.paths[k], self.entries[k][0]) for k in chosen],
+                               self.list_file, self.is_color, self.sizes)
+        for k, image in zip(chosen, images):
+            if image.shape != images[0].shape:
+                raise LayerError(
+                    f'{self.paths[k]} ({self.list_file} line {self.entries[k][0]}) is '
+                    f'{image.shape[1]} x {image.shape[2]}, the batch\'s first image '
+                    f'{images[0].shape[1]} x {images[0].shape[2]}: set new_height/new_width '
+                    f'or batch_size 1')
         data = self.transformer.transform(np.stack(images), self.rng, dtype=self.dtype)
-        return data, np.asarray(labels, dtype=self.dtype)
+        labels = np.array([self.entries[k][2] for k in chosen], dtype=self.dtype)
+        return data, labels
 
 
 @register('ImageData')
@@ -462,7 +490,7 @@ class ImageDataLayer(PrefetchingDataLayer):
     image_data_param: source, root_folder (prefixed to each path), batch_size, shuffle (the
     list, at setup and at every epoch), rand_skip (skip a random number < rand_skip of lines
     at setup), new_height/new_width (resize, see data_transformer.resize_bilinear),
-    is_color. transform_param applies (force_color / force_gray override is_color).
+    min_height/min_width (the LRCN fork's upscaling of smaller images), is_color. transform_param applies (force_color / force_gray override is_color).
     Tops: data (batch_size, C, H', W') and, optionally, label (batch_size,).
     Every listed file is checked to exist at setup.
     """
@@ -475,6 +503,9 @@ class ImageDataLayer(PrefetchingDataLayer):
             raise LayerError('image_data_param.batch_size must be positive')
         if bool(p.new_height) != bool(p.new_width):
             raise LayerError('image_data_param: set both new_height and new_width, or neither')
+        if bool(p.min_height) != bool(p.min_width):
+            raise LayerError('image_data_param: set both min_height and min_width, or neither')
+        sizes = (p.new_height, p.new_width, p.min_height, p.min_width)
         transformer = DataTransformer(self.layer_param.transform_param, self.phase,
                                       _source_dir(self))
         is_color = transformer.color_override(p.is_color)
@@ -491,12 +522,10 @@ class ImageDataLayer(PrefetchingDataLayer):
                 raise LayerError(f'rand_skip drew {start} but {list_file} has only '
                                  f'{len(entries)} lines')
         k = order[start]
-        first = load_listed_image(paths[k], entries[k][0], list_file, is_color,
-                                  p.new_height, p.new_width)
+        first = load_listed_image(paths[k], entries[k][0], list_file, is_color, *sizes)
         shape = transformer.output_shape(*first.shape)
         source = ImageListSource(paths, entries, list_file, order, start, p.batch_size,
-                                 is_color, p.new_height, p.new_width, p.shuffle, transformer,
-                                 self.rng, self.dtype)
+                                 is_color, sizes, p.shuffle, transformer, self.rng, self.dtype)
         return source, [(p.batch_size,) + shape, (p.batch_size,)][:len(top)]
 
 

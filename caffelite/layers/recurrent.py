@@ -37,6 +37,7 @@ timesteps may change between forward passes (Caffe's unrolled net refuses that).
 """
 import numpy as np
 
+from .. import backend
 from ..backend import get_array_module
 from ..errors import LayerError
 from .base import Layer, register
@@ -222,7 +223,11 @@ class _RecurrentLayer(Layer):
 
     # -- helpers ---------------------------------------------------------------------------
     def _inputs(self, bottom, with_states=True):
-        """x as (T*N) x D, cont as T x N, x_static as N x D_s (or None), initial states."""
+        """x as (T*N) x D, cont as T x N, x_static as N x D_s (or None), initial states.
+
+        Also records ``self._live``: per step, whether the recurrent term can be non-zero (not
+        when every stream restarts at that step, nor at t = 0 from a zero state); the
+        recurrent GEMMs of the other steps are skipped (typically t = 0)."""
         x = bottom[0].xdata
         xp = get_array_module(x)
         steps, streams = x.shape[:2]
@@ -232,6 +237,7 @@ class _RecurrentLayer(Layer):
         if self.static_input:
             xs = bottom[2].xdata.reshape(streams, self.static_dim).astype(self.dtype, copy=False)
         shape = (streams, self.hidden)
+        zero_state = False
         if not with_states:
             states = None
         elif self.expose_hidden:
@@ -243,7 +249,17 @@ class _RecurrentLayer(Layer):
             states = self._state
         else:
             states = [xp.zeros(shape, dtype=self.dtype) for _ in range(self.num_states)]
+            zero_state = True
+        if with_states:
+            live = backend.to_host(cont.any(axis=1)).tolist()   # one host sync per forward
+            if steps and zero_state:
+                live[0] = False
+            self._live = live
         return xp, steps, streams, x2, cont, xs, states
+
+    def _first_live(self):
+        """First step whose h' can be non-zero (earlier steps add nothing to dW_hh)."""
+        return next((t for t, live in enumerate(self._live) if live), len(self._live))
 
     def _broadcast_cont(self, xp, cont, hidden):
         """cont as T x N x H (per-step multiplies by an N x 1 column broadcast slowly)."""
@@ -354,8 +370,9 @@ class LSTMLayer(_RecurrentLayer):
         h = xp.empty(shape3, dtype=self.dtype)
         for t in range(steps):
             xp.multiply(h_prev, conts[t], out=hc[t])
-            xp.matmul(hc[t], w_h, out=rec)
-            acts[t] += rec
+            if self._live[t]:
+                xp.matmul(hc[t], w_h, out=rec)
+                acts[t] += rec
             _lstm_step_forward(xp, acts[t], c_prev, conts[t], cp[t], cell[t], tc[t], h[t], tmp)
             h_prev, c_prev = h[t], cell[t]
         top[0].xdata = h
@@ -386,13 +403,17 @@ class LSTMLayer(_RecurrentLayer):
         for t in range(steps - 1, -1, -1):
             dh += dtop[t]
             _lstm_step_backward(xp, dh, dc, q[t], po[t], fc[t], dz[t], tmp)
-            xp.matmul(dz[t].reshape(streams, gates), w_h, out=dh)   # reaches h' = cont h_{t-1}
-            dh *= conts[t]
+            if self._live[t]:
+                xp.matmul(dz[t].reshape(streams, gates), w_h, out=dh)   # reaches h'
+                dh *= conts[t]                                           # reaches h_{t-1}
+            else:
+                dh[...] = 0
         dz3 = dz.reshape(steps, streams, gates)
-        if self.param_needs_grad(self._i_wh):
+        first = self._first_live()
+        if self.param_needs_grad(self._i_wh) and first < steps:
             hc = pool.get('hc', shape3, self.dtype, xp)
             _accumulate(self.blobs[self._i_wh],
-                        dz3.reshape(-1, gates).T @ hc.reshape(-1, hidden))
+                        dz3[first:].reshape(-1, gates).T @ hc[first:].reshape(-1, hidden))
         self._input_backward(xp, propagate_down, bottom, dz3, x2, xs, steps, streams,
                              0, 1, self._i_ws)
         self._write_state_diffs(propagate_down, bottom, [dh, dc])
@@ -442,8 +463,9 @@ class RNNLayer(_RecurrentLayer):
         conts = self._broadcast_cont(xp, cont, hidden)
         for t in range(steps):
             xp.multiply(h_prev, conts[t], out=hc[t])
-            xp.matmul(hc[t], w_hh_t, out=rec)
-            hs[t] += rec
+            if self._live[t]:
+                xp.matmul(hc[t], w_hh_t, out=rec)
+                hs[t] += rec
             xp.tanh(hs[t], out=hs[t])
             h_prev = hs[t]
         o = hs.reshape(-1, hidden) @ self.blobs[self._i_who].xdata.T
@@ -480,11 +502,16 @@ class RNNLayer(_RecurrentLayer):
         for t in range(steps - 1, -1, -1):
             dh += dhs[t]
             xp.multiply(dh, dtanh[t], out=dz[t])
-            xp.matmul(dz[t], w_hh, out=dh)
-            dh *= conts[t]
-        if self.param_needs_grad(self._i_whh):
+            if self._live[t]:
+                xp.matmul(dz[t], w_hh, out=dh)
+                dh *= conts[t]
+            else:
+                dh[...] = 0
+        first = self._first_live()
+        if self.param_needs_grad(self._i_whh) and first < steps:
             hc = pool.get('hc', shape3, self.dtype, xp)
-            _accumulate(self.blobs[self._i_whh], dz.reshape(-1, hidden).T @ hc.reshape(-1, hidden))
+            _accumulate(self.blobs[self._i_whh],
+                        dz[first:].reshape(-1, hidden).T @ hc[first:].reshape(-1, hidden))
         self._input_backward(xp, propagate_down, bottom, dz, x2, xs, steps, streams,
                              0, 1, self._i_ws)
         self._write_state_diffs(propagate_down, bottom, [dh])

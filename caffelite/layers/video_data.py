@@ -37,8 +37,8 @@ from ..data_transformer import IMAGE_EXTENSIONS, DataTransformer
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
 from .base import register
-from .data import (PrefetchingDataLayer, _list_file, _source_dir, load_listed_image,
-                   read_list_file)
+from .data import (PrefetchingDataLayer, _list_file, _source_dir, decode_images,
+                   load_listed_image, read_list_file)
 
 
 def _natural_key(name):
@@ -104,21 +104,20 @@ class VideoClipSource:
 
     def next_batch(self):
         chosen = self._next_clips()
-        clips = []
+        jobs = []
         for v, start in chosen:
             frames = self.videos[v]
-            number = self.entries[v][0]
-            indices = np.minimum(np.arange(start, start + self.T), len(frames) - 1)
-            clip = np.stack([load_listed_image(frames[i], number, self.list_file,
-                                               self.is_color, self.new_height, self.new_width)
-                             for i in indices])
-            if clips and clip.shape != clips[0].shape:
+            for i in np.minimum(np.arange(start, start + self.T), len(frames) - 1):
+                jobs.append((frames[i], self.entries[v][0]))
+        images = decode_images(jobs, self.list_file, self.is_color,
+                               (self.new_height, self.new_width, 0, 0))
+        for (path, number), image in zip(jobs, images):
+            if image.shape != images[0].shape:
                 raise LayerError(
-                    f'frames of {os.path.dirname(frames[0])} ({self.list_file} line {number}) '
-                    f'are {clip.shape[2]} x {clip.shape[3]}, other clips of the batch '
-                    f'{clips[0].shape[2]} x {clips[0].shape[3]}: set new_height/new_width')
-            clips.append(clip)
-        x = np.stack(clips)                                   # (N, T, C, H, W) uint8
+                    f'{path} ({self.list_file} line {number}) is {image.shape[1]} x '
+                    f'{image.shape[2]}, the batch\'s first frame {images[0].shape[1]} x '
+                    f'{images[0].shape[2]}: set new_height/new_width')
+        x = np.stack(images).reshape((self.N, self.T) + images[0].shape)  # (N, T, C, H, W)
         data = self.transformer.transform(x, self.rng, dtype=self.dtype, time_major=True)
         data = data.reshape((self.T * self.N,) + data.shape[2:])
         video = np.array([v for v, _ in chosen])

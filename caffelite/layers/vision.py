@@ -405,17 +405,28 @@ class PoolGeometry:
 
 def max_pool(x, geo):
     """x: N x C x H x W -> (y, arg): y the window maxima, arg the row-major index of the
-    first maximum inside its window (uint8 or int32). Padding never wins (-inf)."""
+    first maximum inside its window (uint8, or int32 for windows of 256+ cells). Padding
+    never wins (-inf)."""
     xp = get_array_module(x)
     xpad = geo.padded(x, -np.inf)
     offsets = geo.offsets()
     y = geo.offset_view(xpad, offsets[0]).copy()
-    arg = xp.zeros(y.shape, dtype=np.uint8 if len(offsets) < 256 else np.int32)
+    small = len(offsets) < 256
+    arg = xp.zeros(y.shape, dtype=np.uint8 if small else np.int32)
+    better = xp.empty(y.shape, dtype=bool)
     for idx, offset in enumerate(offsets[1:], 1):
         v = geo.offset_view(xpad, offset)
-        better = v > y  # strict: the first maximum in row-major order wins, as in Caffe
-        xp.copyto(y, v, where=better)
-        xp.copyto(arg, idx, where=better)
+        # Strict: the first maximum in row-major order wins, as in Caffe.
+        xp.greater(v, y, out=better)
+        xp.maximum(y, v, out=y)
+        # Offsets come in increasing order, so the last improvement is the largest index:
+        # arg = max(arg, idx * better) (masked assignment is several times slower).
+        if small:
+            step = better.view(np.uint8)
+            xp.multiply(step, idx, out=step)
+        else:
+            step = better * np.int32(idx)
+        xp.maximum(arg, step, out=arg)
     return y, arg
 
 
@@ -430,9 +441,7 @@ def global_max_pool(x):
 
 def max_pool_backward(dy, arg, geo, x_shape):
     xp = get_array_module(dy)
-    zero = xp.zeros((), dtype=dy.dtype)
-    return geo.scatter(xp, x_shape, dy.dtype,
-                       lambda idx, offset: xp.where(arg == idx, dy, zero))
+    return geo.scatter(xp, x_shape, dy.dtype, lambda idx, offset: (arg == idx) * dy)
 
 
 def max_pool_mask(arg, geo):

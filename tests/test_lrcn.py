@@ -1,0 +1,140 @@
+"""LRCN end to end: the captioning prototxts on a tiny generated dataset, the ImageData /
+HDF5Data alignment, the deploy nets, the full-size variant, and clip averaging."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import caffelite  # noqa: E402
+from caffelite.prototxt import read_prototxt  # noqa: E402
+from caffelite.proto import caffelite_pb2 as pb  # noqa: E402
+from tools import prepare_lrcn_data  # noqa: E402
+
+PROTO = os.path.join(ROOT, "prototxt")
+N = 4          # streams (= images per batch) of the tiny dataset
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("shapes"))
+    info = prepare_lrcn_data.prepare(out, verbose=False, num_train=7, num_val=3, buffer_size=N)
+    return out, info
+
+
+def _lrcn_param(out, phase_data="h5_train"):
+    """prototxt/lrcn.prototxt with its data layers pointed at the tiny dataset, batch N."""
+    param = read_prototxt(os.path.join(PROTO, "lrcn.prototxt"), pb.NetParameter())
+    for layer in param.layer:
+        if layer.type == "ImageData":
+            split = "h5_val" if "test-on-val" in str(layer.include) else "h5_train"
+            layer.image_data_param.source = os.path.join(out, split,
+                                                         "image_list.with_dummy_labels.txt")
+            layer.image_data_param.batch_size = N
+        elif layer.type == "HDF5Data":
+            split = "h5_val" if "test-on-val" in str(layer.include) else "h5_train"
+            layer.hdf5_data_param.source = os.path.join(out, split, "hdf5_chunk_list.txt")
+    return param
+
+
+def test_lrcn_prototxt_forward_backward(tiny):
+    out, info = tiny
+    assert info["train"]["vocab_size"] + 1 <= 37          # ids fit the Embed's input_dim
+    caffelite.set_random_seed(1)
+    net = caffelite.Net(_lrcn_param(out), caffelite.TRAIN)
+    assert net.blobs["data"].shape == (N, 3, 64, 64)
+    assert net.blobs["fc_image"].shape == (N, 128)
+    assert net.blobs["lstm2"].shape == (20, N, 128)
+    assert net.blobs["predict"].shape == (20, N, 37)
+    net.clear_param_diffs()
+    loss = net.forward_backward()
+    # small initial weights: near-uniform predictions over the 37 ids
+    assert abs(loss - np.log(37)) < 0.1
+    # the gradient reaches every layer's weights, the CNN trunk through LSTM2's static input
+    for name in ("conv1", "conv2", "conv3", "fc_image", "embedding", "lstm1", "lstm2",
+                 "predict"):
+        assert np.abs(net.params[name][0].diff).max() > 0, name
+    # LSTM2's parameters: W_xc, b_c, W_xc_static (image feature), W_hc
+    assert [p.data.shape for p in net.params["lstm2"]] == [(512, 128), (512,), (512, 128),
+                                                            (512, 128)]
+    test = caffelite.Net(_lrcn_param(out), caffelite.TEST, stages=["test-on-val"])
+    res = test.forward()
+    assert 0.0 <= float(res["accuracy"]) <= 1.0 and np.isfinite(res["cross_entropy_loss"])
+
+
+def test_image_k_pairs_with_stream_column_k(tiny):
+    """Every ImageData batch lines up with the HDF5 stream batch: the image's dummy label is
+    the hash of its path (LRCN's hashed_image_path), and the words of column k are one of
+    the reference captions of image k -- through several batches and the epoch wrap."""
+    out, info = tiny
+    param = _lrcn_param(out)
+    keep = [l for l in param.layer if "phase: TEST" not in str(l.include)][:2]
+    for l in keep:
+        if l.type == "HDF5Data":
+            l.top.append("hashed_image_path")
+    del param.layer[:]
+    param.layer.extend(keep)
+    net = caffelite.Net(param, caffelite.TRAIN)
+    coco = json.load(open(os.path.join(out, "captions_train.json")))
+    by_file = {im["file_name"]: im["id"] for im in coco["images"]}
+    refs = {}
+    for a in coco["annotations"]:
+        refs.setdefault(a["image_id"], set()).add(a["caption"])
+    vocab = ["<EOS>"] + open(os.path.join(out, "h5_train", "vocabulary.txt")).read().split()
+    lines = open(os.path.join(out, "h5_train", "image_list.txt")).read().split()
+    batches = info["train"]["aligned_pairs"] // N
+    from caffelite.data_transformer import load_image
+    for b in range(batches + 2):                       # past the wrap-around
+        net.forward()
+        label = net.blobs["label"].data
+        hashes = net.blobs["hashed_image_path"].data
+        target = net.blobs["target_sentence"].data
+        cont = net.blobs["cont_sentence"].data
+        np.testing.assert_array_equal(np.broadcast_to(label, hashes.shape), hashes)
+        for k in range(N):
+            path = lines[(b % batches) * N + k]
+            image = (load_image(path).astype(np.float32) - 128) * 0.0078125
+            np.testing.assert_allclose(net.blobs["data"].data[k], image, atol=1e-6)
+            words = []
+            for t in range(20):
+                if target[t, k] == 0:
+                    break
+                words.append(vocab[int(target[t, k])])
+            assert " ".join(words) in refs[by_file[os.path.basename(path)]]
+            assert cont[0, k] == 0 and np.all(cont[1:len(words) + 1, k] == 1)
+
+
+def _copy_params(src, dst):
+    for name, blobs in dst.params.items():
+        for a, b in zip(src.params[name], blobs):
+            b.data[...] = a.data
+
+
+def test_deploy_nets_reproduce_the_training_net(tiny):
+    """The two deploy nets (image -> feature, one expose_hidden word step) run with the
+    training weights give the training net's per-step predictions."""
+    out, _ = tiny
+    from tools.caption import NetStepper
+    caffelite.set_random_seed(2)
+    train = caffelite.Net(_lrcn_param(out), caffelite.TRAIN)
+    train.forward()
+    image = caffelite.Net(os.path.join(PROTO, "lrcn_deploy_image.prototxt"), caffelite.TEST)
+    word = caffelite.Net(os.path.join(PROTO, "lrcn_deploy_word.prototxt"), caffelite.TEST)
+    _copy_params(train, image)
+    _copy_params(train, word)
+    feats = image.forward(blobs=["fc_image"], data=train.blobs["data"].data)["fc_image"]
+    np.testing.assert_allclose(feats, train.blobs["fc_image"].data, rtol=1e-4, atol=1e-5)
+    stepper = NetStepper(word)
+    state = stepper.initial_state([feats])
+    inp, cont = train.blobs["input_sentence"].data, train.blobs["cont_sentence"].data
+    for t in range(6):
+        # step t of every column that has not ended (cont 1 after t = 0)
+        logits, state = stepper(inp[t], t, state)
+        live = (cont[t] == 1) | (t == 0)
+        np.testing.assert_allclose(logits[live], train.blobs["predict"].data[t][live],
+                                   rtol=1e-4, atol=1e-4)
