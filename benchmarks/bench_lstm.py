@@ -9,6 +9,7 @@ median of --runs timed iterations after --warmup untimed ones.
 
     python benchmarks/bench_lstm.py [--threads 1] [--runs 7] [--warmup 2]
                                     [--sizes small,activity,captioning] [--profile]
+                                    [--clock wall|cpu]
                                     [--openblas-coretype SkylakeX]
 
 Thread limits and OPENBLAS_CORETYPE must be in the environment before NumPy loads OpenBLAS, so
@@ -35,6 +36,9 @@ def parse_args():
     p.add_argument('--sizes', default=','.join(SIZES), help='comma list of ' + ', '.join(SIZES))
     p.add_argument('--profile', action='store_true',
                    help='also time caffelite forward and backward separately')
+    p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                   help='wall-clock time, or process CPU time (steadier on a shared machine; '
+                        'counts every thread, so compare like with like)')
     p.add_argument('--openblas-coretype', default=None,
                    help='set OPENBLAS_CORETYPE (e.g. SkylakeX) before NumPy loads OpenBLAS')
     return p.parse_args()
@@ -117,9 +121,10 @@ class TorchLSTM:
 
 
 def timed(fn):
-    start = time.perf_counter()
+    clock = time.process_time if ARGS.clock == 'cpu' else time.perf_counter
+    start = clock()
     fn()
-    return (time.perf_counter() - start) * 1e3
+    return (clock() - start) * 1e3
 
 
 def main():
@@ -130,7 +135,7 @@ def main():
     else:
         torch.set_num_threads(ARGS.threads)
     rng = np.random.default_rng(0)
-    print(f'threads {ARGS.threads}, OpenBLAS core {openblas_core()}, '
+    print(f'threads {ARGS.threads}, {ARGS.clock} clock, OpenBLAS core {openblas_core()}, '
           f'numpy {np.__version__}, torch {torch.__version__ if torch else "absent"}; '
           f'median of {ARGS.runs} after {ARGS.warmup} warm-up, float32, forward + backward')
     print(f'{"size":<11} {"T":>3} {"N":>4} {"D":>5} {"H":>5} {"caffelite ms":>13} '

@@ -179,3 +179,74 @@ def write_mean_binaryproto(path, array):
                          width=array.shape[3])
     proto.data.extend(array.ravel())
     write_proto_atomic(path, proto)
+
+
+# -- pycaffe's caffe.io ---------------------------------------------------------------------
+# ``import caffelite as caffe``: caffe.io.load_image, caffe.io.Transformer, ... and the
+# BlobProto / Datum conversions below, with pycaffe's names and behaviour.
+from .image_io import load_image, resize_image, oversample, Transformer  # noqa: E402,F401
+
+
+def blobproto_to_array(blob, return_diff=False):
+    """A BlobProto's data (or diff) as a float64 array of its shape (``shape``, or the
+    legacy num/channels/height/width), as pycaffe returns it."""
+    if not return_diff:
+        return array_from_blob_proto(blob, np.float64)
+    values = np.asarray(blob.double_diff if len(blob.double_diff) else blob.diff, np.float64)
+    shape = blob_proto_shape(blob)
+    if values.size != int(np.prod(shape)):
+        raise CaffeliteError(f'BlobProto holds {values.size} diff values but its shape '
+                             f'{shape} needs {int(np.prod(shape))}')
+    return values.reshape(shape)
+
+
+def array_to_blobproto(arr, diff=None):
+    """A BlobProto with ``shape`` = arr.shape and float data (and diff)."""
+    return blob_proto_from_array(arr, diff)
+
+
+def arraylist_to_blobprotovector_str(arraylist):
+    """Serialized BlobProtoVector of the arrays."""
+    vec = pb.BlobProtoVector()
+    vec.blobs.extend(array_to_blobproto(arr) for arr in arraylist)
+    return vec.SerializeToString()
+
+
+def blobprotovector_str_to_arraylist(data):
+    """The arrays of a serialized BlobProtoVector."""
+    vec = pb.BlobProtoVector()
+    vec.ParseFromString(data)
+    return [blobproto_to_array(blob) for blob in vec.blobs]
+
+
+def array_to_datum(arr, label=None):
+    """A C x H x W array as a Datum: uint8 arrays as raw bytes, anything else as float_data."""
+    arr = np.asarray(arr)
+    if arr.ndim != 3:
+        raise ValueError(f'Incorrect array shape: a Datum holds C x H x W, got {arr.shape}')
+    datum = pb.Datum()
+    datum.channels, datum.height, datum.width = arr.shape
+    if arr.dtype == np.uint8:
+        datum.data = np.ascontiguousarray(arr).tobytes()
+    else:
+        datum.float_data.extend(arr.astype(np.float64).ravel())
+    if label is not None:
+        datum.label = int(label)
+    return datum
+
+
+def datum_to_array(datum):
+    """A (raw, not encoded) Datum as a C x H x W array: uint8 from ``data``, float64 from
+    ``float_data``."""
+    shape = (datum.channels, datum.height, datum.width)
+    if datum.encoded:
+        raise CaffeliteError('datum_to_array needs a raw Datum; this one holds an encoded '
+                             '(JPEG/PNG) image: decode its data bytes instead')
+    if len(datum.data):
+        values = np.frombuffer(datum.data, dtype=np.uint8)
+    else:
+        values = np.asarray(datum.float_data, dtype=np.float64)
+    if values.size != int(np.prod(shape)):
+        raise CaffeliteError(f'Datum holds {values.size} values but its shape {shape} '
+                             f'needs {int(np.prod(shape))}')
+    return values.reshape(shape).copy()

@@ -61,9 +61,8 @@ class Net:
         raise CaffeliteError(f'{layer_context(layer_param, self.source)}: {message}') from None
 
     def _build(self, param, state):
-        if param.layers:
-            raise CaffeliteError(f'{self.source}: uses the V1 "layers" field; upgrade it with '
-                                 f'`caffelite upgrade_net_proto_text` (V1 nets are not read yet)')
+        from .upgrade import upgrade_net_param
+        param = upgrade_net_param(param, self.source)
         self.name = param.name
         self.state = state
         self.phase = state.phase

@@ -156,6 +156,36 @@ def test_gradient(kind, steps, streams, xshape, sshape, expose, cont_kind):
     check_layer_gradient(layer, bottom, top, check_bottom=check_bottom)
 
 
+@pytest.mark.parametrize('kind', ['LSTM', 'RNN'])
+def test_gemm_layouts_agree_and_check(kind):
+    """The per-step GEMM uses W_h^T as a view (few rows) or a transposed copy (many rows):
+    both give the same forward and backward, and the copy path passes the gradient check."""
+    rng = np.random.default_rng(8)
+    arrays = make_inputs(kind, 5, 3, (4,), (2,), True, 'restarts', 3, rng)
+    results, weights = [], None
+    for min_rows in (10 ** 9, 0):
+        layer = recurrent(kind, 3, expose=True)
+        layer.TRANSPOSE_MIN_ROWS = min_rows
+        bottom = [blob(a) for a in arrays]
+        top = [Blob(dtype=np.float64) for _ in range(n_tops(kind, True))]
+        layer.setup(bottom, top)
+        weights = weights or [p.data.copy() for p in layer.blobs]
+        for p, w in zip(layer.blobs, weights):
+            p.data[...] = w
+        layer.reshape(bottom, top)
+        layer.forward(bottom, top)
+        for t in top:
+            t.diff[...] = np.linspace(-1, 1, t.count).reshape(t.shape)
+        for p in layer.blobs:
+            p.diff[...] = 0
+        layer.backward(top, [True, False, True] + [True] * (len(bottom) - 3), bottom)
+        results.append([t.data.copy() for t in top] + [b.diff.copy() for b in bottom[2:]]
+                       + [bottom[0].diff.copy()] + [p.diff.copy() for p in layer.blobs])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    check_layer_gradient(layer, bottom, top, check_bottom=[0, 2, 3] + [4] * (kind == 'LSTM'))
+
+
 def test_lstm_unit_gradient():
     rng = np.random.default_rng(3)
     streams, hidden = 4, 3
@@ -445,9 +475,11 @@ def test_errors():
 # -- the LRCN prototxts' recurrent layers ---------------------------------------------------------
 
 def lrcn_recurrent_layers():
+    """The recurrent layers of every LRCN prototxt, one per distinct configuration (type,
+    recurrent_param, number of bottoms and tops): the captioning nets repeat the same blocks."""
     if not LRCN.is_dir():
         return []
-    found = []
+    found = {}
     for path in sorted(LRCN.rglob('*.prototxt')):
         text = path.read_text()
         if '"LSTM"' not in text and '"RNN"' not in text:
@@ -455,10 +487,12 @@ def lrcn_recurrent_layers():
         net = text_format.Parse(text, pb.NetParameter())
         for layer in net.layer:
             if layer.type in ('LSTM', 'RNN'):
+                key = (layer.type, layer.recurrent_param.SerializeToString(deterministic=True),
+                       len(layer.bottom), len(layer.top))
                 stages = '+'.join(s for rule in layer.include for s in rule.stage)
-                found.append(pytest.param(layer, id=f'{path.stem}:{layer.name}'
-                                                     f'{":" + stages if stages else ""}'))
-    return found
+                found.setdefault(key, pytest.param(
+                    layer, id=f'{path.stem}:{layer.name}{":" + stages if stages else ""}'))
+    return list(found.values())
 
 
 LRCN_LAYERS = lrcn_recurrent_layers()
@@ -493,7 +527,8 @@ def test_lrcn_layer_builds_and_runs(layer_param):
         else:
             assert wf.type == 'constant' and np.all(b.data == wf.value)
     for b in layer.blobs:                     # as if trained weights had been loaded
-        b.data[...] = rng.uniform(-0.08, 0.08, b.shape)
+        if len(b.shape) == 1 or wf.type == 'constant':
+            b.data[...] = rng.uniform(-0.08, 0.08, b.shape)
 
     def run():
         layer.reshape(bottom, top)

@@ -243,6 +243,14 @@ def test_convolution_3d_and_axis():
     np.testing.assert_allclose(y.reshape(ref.shape), ref, rtol=1e-10, atol=1e-10)
 
 
+def test_convolution_without_spatial_axes_is_inner_product():
+    layer = make(f'type: "Convolution" convolution_param {{ num_output: 3 {FILLERS} }}')
+    x = gaussian((4, 5))
+    (y,) = run(layer, [blob(x)], tops())
+    np.testing.assert_allclose(y, x @ layer.blobs[0].data.T + layer.blobs[1].data)
+    check_layer_gradient(layer, [blob(x)], tops(), setup=False)
+
+
 def test_convolution_float32_matches_float64():
     text = f'type: "Convolution" convolution_param {{ num_output: 4 kernel_size: 3 group: 2 {FILLERS} }}'
     param = text_format.Parse(text, pb.LayerParameter())

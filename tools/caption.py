@@ -156,8 +156,9 @@ class NetStepper:
     """
 
     def __init__(self, net, static_inputs=("image_features",), word_input="input_sentence",
-                 cont_input="cont_sentence", logits="predict"):
+                 cont_input="cont_sentence", logits="predict", first_cont=0.0):
         self.net = net
+        self.first_cont = first_cont      # 1: keep a given initial state (encoder-decoder)
         self.static_inputs = [s for s in static_inputs if s in net.blobs]
         self.word_input, self.cont_input, self.logits = word_input, cont_input, logits
         self.state_in, self.state_out = [], []
@@ -183,7 +184,7 @@ class NetStepper:
         ns = len(self.static_inputs)
         dtype = self.net.dtype
         inputs = {self.word_input: np.asarray(words, dtype).reshape(1, b),
-                  self.cont_input: np.full((1, b), 0.0 if t == 0 else 1.0, dtype)}
+                  self.cont_input: np.full((1, b), self.first_cont if t == 0 else 1.0, dtype)}
         for name, a in zip(self.static_inputs, state[:ns]):
             inputs[name] = a
         for name, a in zip(self.state_in, state[ns:]):
@@ -243,10 +244,30 @@ class Captioner:
         return out
 
 
+def baseline_captions(kind, train_captions, num, seed=0):
+    """Model-free reference points: [(caption, 0.0)] * num."""
+    from collections import Counter
+    with open(train_captions) as f:
+        anns = json.load(f)["annotations"]
+    if kind == "most-frequent":
+        best = Counter(a["caption"] for a in anns).most_common(1)[0][0]
+        return [(best, 0.0)] * num
+    rng = np.random.default_rng(seed)
+    by_image = {}
+    for a in anns:
+        by_image.setdefault(a["image_id"], []).append(a["caption"])
+    keys = sorted(by_image)
+    return [(by_image[keys[i]][0], 0.0) for i in rng.integers(0, len(keys), num)]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Caption images with a trained LRCN model "
                                             "(greedy / sample / beam); writes COCO results JSON.")
-    p.add_argument("--weights", required=True, help=".caffemodel (e.g. a training snapshot)")
+    p.add_argument("--weights", help=".caffemodel (e.g. a training snapshot)")
+    p.add_argument("--baseline", choices=("most-frequent", "random-train"),
+                   help="no model: every image gets the most frequent training caption, or "
+                        "the caption of a random training image (seeded); needs --train-captions")
+    p.add_argument("--train-captions", default="data/shapes_captions/captions_train.json")
     p.add_argument("--captions", help="COCO captions JSON whose images to caption")
     p.add_argument("--images", default="data/shapes_captions/images",
                    help="folder of the JSON's file_name entries")
@@ -278,12 +299,17 @@ def main(argv=None):
     if args.limit:
         ids, paths = ids[:args.limit], paths[:args.limit]
     from caffelite.errors import CaffeliteError
+    if not (args.weights or args.baseline):
+        p.error("give --weights (or --baseline)")
     try:
-        cap = Captioner(args.weights, args.image_net, args.word_net, args.vocab, args.mean,
-                        args.scale)
-        res = cap.caption_files(paths, args.batch_size, method=args.method,
-                                beam_size=args.beam_size, temperature=args.temperature,
-                                seed=args.seed, max_length=args.max_length)
+        if args.baseline:
+            res = baseline_captions(args.baseline, args.train_captions, len(paths), args.seed)
+        else:
+            cap = Captioner(args.weights, args.image_net, args.word_net, args.vocab, args.mean,
+                            args.scale)
+            res = cap.caption_files(paths, args.batch_size, method=args.method,
+                                    beam_size=args.beam_size, temperature=args.temperature,
+                                    seed=args.seed, max_length=args.max_length)
     except (CaffeliteError, OSError, ValueError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

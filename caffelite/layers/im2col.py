@@ -19,8 +19,6 @@ the offsets must be summed one at a time).
 """
 import itertools
 
-import numpy as np
-
 from ..backend import get_array_module
 
 
@@ -93,7 +91,7 @@ def col2im(cols, x_shape, kernel, stride, pad, dilation, out_shape):
     # Accumulate in C x N layout (the order of cols), transpose once at the end.
     acc = xp.zeros((c, n) + padded, dtype=cols.dtype)
     full = (slice(None), slice(None))
-    for offset in itertools.product(*(range(k) for k in kernel)):
+    for offset in kernel_offsets(kernel):
         acc[full + offset_slices(offset, stride, dilation, out_shape)] += cols[(slice(None),) + offset]
     crop = tuple(slice(p, p + i) for p, i in zip(pad, spatial))
     return xp.ascontiguousarray(acc[full + crop].swapaxes(0, 1))
@@ -102,7 +100,3 @@ def col2im(cols, x_shape, kernel, stride, pad, dilation, out_shape):
 def kernel_offsets(kernel):
     """All kernel offsets in row-major order (Caffe's order within a window)."""
     return itertools.product(*(range(k) for k in kernel))
-
-
-def as_int_tuple(values):
-    return tuple(int(v) for v in np.asarray(values).reshape(-1))

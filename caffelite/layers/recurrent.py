@@ -71,15 +71,16 @@ def _gate_scale(hidden, dtype, xp):
     return xp.asarray(scale)
 
 
-def _lstm_step_forward(xp, z, c_prev, cont_t, cp, c, tc, h, tmp):
+def _lstm_step_forward(xp, z, scale, c_prev, cont_t, cp, c, tc, h, tmp):
     """One LSTM cell step on N streams, in place into preallocated arrays.
 
-    z (N x 4H) holds the pre-activations with the i, f, o columns pre-scaled by 1/2 (see
-    _gate_scale); it is overwritten with the activations i, f, o = sigmoid, g = tanh.
+    z (N x 4H) holds the pre-activations; it is overwritten with the activations
+    i, f, o = sigmoid, g = tanh (through one tanh: see _gate_scale).
     Then cp = cont_t * c_prev, c = f * cp + i * g, tc = tanh(c), h = o * tc.
     ``cont_t`` is N x H (or broadcasts to it); ``tmp`` is an N x H scratch array.
     """
     hidden = c.shape[-1]
+    z *= scale
     xp.tanh(z, out=z)
     sig = z[:, :3 * hidden]
     sig *= 0.5
@@ -97,7 +98,8 @@ def _lstm_step_forward(xp, z, c_prev, cont_t, cp, c, tc, h, tmp):
 def _lstm_backward_factors(xp, acts, cp, tc, cont, q, po, fc):
     """Step-independent factors of the LSTM gate gradients, for all T steps at once.
 
-    acts: T x N x 4 x H activations (i, f, o, g); cp = cont * c_{t-1}, tc = tanh(c_t): T x N x H.
+    acts: T x N x 4 x H activations (i, f, o, g); cp = cont * c_{t-1}, tc = tanh(c_t): T x N x H;
+    cont: T x N x H (or broadcasting to it).
     Writes q (T x N x 4 x H), po, fc (T x N x H) so that, per step, with dh the gradient
     reaching h_t and dc the one reaching c_t (before adding dh * po):
         dc += dh * po;  dz_i, dz_f, dz_g = dc * q_i, q_f, q_g;  dz_o = dh * q_o;
@@ -108,9 +110,10 @@ def _lstm_backward_factors(xp, acts, cp, tc, cont, q, po, fc):
     dsig = q[:, :, :3]
     xp.subtract(1, sig, out=dsig)
     dsig *= sig                       # sigmoid'(z) = a (1 - a)
-    q[:, :, 0] *= g                   # dc_t/dz_i = g i (1 - i)
-    q[:, :, 1] *= cp                  # dc_t/dz_f = c' f (1 - f)
-    q[:, :, 2] *= tc                  # dh_t/dz_o = tanh(c_t) o (1 - o)
+    # (out= keeps these in place; q[k] *= ... would copy the result onto itself once more)
+    xp.multiply(q[:, :, 0], g, out=q[:, :, 0])     # dc_t/dz_i = g i (1 - i)
+    xp.multiply(q[:, :, 1], cp, out=q[:, :, 1])    # dc_t/dz_f = c' f (1 - f)
+    xp.multiply(q[:, :, 2], tc, out=q[:, :, 2])    # dh_t/dz_o = tanh(c_t) o (1 - o)
     qg = q[:, :, 3]
     xp.multiply(g, g, out=qg)
     xp.subtract(1, qg, out=qg)
@@ -118,7 +121,7 @@ def _lstm_backward_factors(xp, acts, cp, tc, cont, q, po, fc):
     xp.multiply(tc, tc, out=po)
     xp.subtract(1, po, out=po)
     po *= o                           # dh_t/dc_t = o (1 - tanh(c_t)^2)
-    xp.multiply(f, cont[:, :, None], out=fc)   # dc_t/dc_{t-1} = f cont_t
+    xp.multiply(f, cont, out=fc)      # dc_t/dc_{t-1} = f cont_t
 
 
 def _lstm_step_backward(xp, dh, dc, q, po, fc, dz, tmp):
@@ -255,7 +258,25 @@ class _RecurrentLayer(Layer):
             if steps and zero_state:
                 live[0] = False
             self._live = live
+            self._live_rows = sum(live) * streams
         return xp, steps, streams, x2, cont, xs, states
+
+    # Below this many recurrent rows (live steps x streams), transposing W_h costs more than the
+    # faster GEMM layout it buys (measured with OpenBLAS: NT ~1.5x slower than NN at N >= 24).
+    TRANSPOSE_MIN_ROWS = 128
+
+    def _recurrent_weights(self, xp, w_h):
+        """The right operand of the per-step GEMM h' @ W_h^T: with enough rows a contiguous
+        copy of W_h^T (every step is then a plain NN GEMM), otherwise the transposed view."""
+        if self._live_rows < self.TRANSPOSE_MIN_ROWS:
+            return w_h.T
+        w_t = self._pool.get('wh', w_h.shape[::-1], self.dtype, xp)
+        if xp is np:        # numpy's strided copy is several times faster in column blocks
+            for j in range(0, w_h.shape[0], 64):
+                w_t[:, j:j + 64] = w_h[j:j + 64].T
+        else:
+            w_t[...] = w_h.T
+        return w_t
 
     def _first_live(self):
         """First step whose h' can be non-zero (earlier steps add nothing to dW_hh)."""
@@ -267,15 +288,12 @@ class _RecurrentLayer(Layer):
         conts[...] = cont[:, :, None]
         return conts
 
-    def _input_projection(self, xp, x2, xs, steps, streams, w_x, b, w_s, scale=None):
-        """z = x W_x^T + b (+ x_static W_s^T) for all steps: T x N x G, times ``scale``."""
+    def _input_projection(self, xp, x2, xs, steps, streams, w_x, b, w_s):
+        """z = x W_x^T + b (+ x_static W_s^T) for all steps: T x N x G."""
         gates = w_x.shape[0]
         z = self._pool.get('z', (steps, streams, gates), self.dtype, xp)
         xp.matmul(x2, w_x.T, out=z.reshape(steps * streams, gates))
         shift = b if xs is None else xs @ w_s.T + b      # G or N x G, shared by all steps
-        if scale is not None:
-            z *= scale
-            shift = shift * scale
         z += shift
         return z
 
@@ -355,11 +373,9 @@ class LSTMLayer(_RecurrentLayer):
         scale = _gate_scale(hidden, self.dtype, xp)
         w_s = self.blobs[self._i_ws].xdata if self.static_input else None
         acts = self._input_projection(xp, x2, xs, steps, streams, self.blobs[0].xdata,
-                                      self.blobs[1].xdata, w_s, scale)
+                                      self.blobs[1].xdata, w_s)
         pool, shape3 = self._pool, (steps, streams, hidden)
-        # Pre-scaled recurrent weights, transposed to H x 4H: h' @ w_h is a plain (NN) GEMM.
-        w_h = pool.get('wh', (hidden, gates), self.dtype, xp)
-        xp.multiply(self.blobs[self._i_wh].xdata.T, scale, out=w_h)
+        w_h = self._recurrent_weights(xp, self.blobs[self._i_wh].xdata)
         conts = self._broadcast_cont(xp, cont, hidden)
         hc = pool.get('hc', shape3, self.dtype, xp)      # cont_t * h_{t-1}, kept for dW_hc
         cp = pool.get('cp', shape3, self.dtype, xp)      # cont_t * c_{t-1}
@@ -372,8 +388,9 @@ class LSTMLayer(_RecurrentLayer):
             xp.multiply(h_prev, conts[t], out=hc[t])
             if self._live[t]:
                 xp.matmul(hc[t], w_h, out=rec)
-                acts[t] += rec
-            _lstm_step_forward(xp, acts[t], c_prev, conts[t], cp[t], cell[t], tc[t], h[t], tmp)
+                xp.add(acts[t], rec, out=acts[t])
+            _lstm_step_forward(xp, acts[t], scale, c_prev, conts[t], cp[t], cell[t], tc[t], h[t],
+                               tmp)
             h_prev, c_prev = h[t], cell[t]
         top[0].xdata = h
         h_last, c_last = h_prev.copy(), c_prev.copy()
@@ -392,14 +409,14 @@ class LSTMLayer(_RecurrentLayer):
         q = pool.get('q', (steps, streams, 4, hidden), self.dtype, xp)
         po = pool.get('po', shape3, self.dtype, xp)
         fc = pool.get('fc', shape3, self.dtype, xp)
+        conts = self._broadcast_cont(xp, cont, hidden)
         _lstm_backward_factors(xp, acts4, pool.get('cp', shape3, self.dtype, xp),
-                               pool.get('tc', shape3, self.dtype, xp), cont, q, po, fc)
+                               pool.get('tc', shape3, self.dtype, xp), conts, q, po, fc)
         dz = pool.get('dz', (steps, streams, 4, hidden), self.dtype, xp)
         tmp = pool.get('tmp', (streams, hidden), self.dtype, xp)
         w_h = self.blobs[self._i_wh].xdata
         dtop = top[0].xdiff
         dh, dc = self._state_top_diffs(xp, top, streams)
-        conts = self._broadcast_cont(xp, cont, hidden)
         for t in range(steps - 1, -1, -1):
             dh += dtop[t]
             _lstm_step_backward(xp, dh, dc, q[t], po[t], fc[t], dz[t], tmp)
@@ -458,14 +475,13 @@ class RNNLayer(_RecurrentLayer):
         w_hh = self.blobs[self._i_whh].xdata
         hc = self._pool.get('hc', (steps, streams, hidden), self.dtype, xp)
         rec = self._pool.get('rec', (streams, hidden), self.dtype, xp)
-        w_hh_t = self._pool.get('wh', (hidden, hidden), self.dtype, xp)
-        w_hh_t[...] = w_hh.T                              # H x H, so h' @ w_hh_t is NN
+        w_hh_t = self._recurrent_weights(xp, w_hh)
         conts = self._broadcast_cont(xp, cont, hidden)
         for t in range(steps):
             xp.multiply(h_prev, conts[t], out=hc[t])
             if self._live[t]:
                 xp.matmul(hc[t], w_hh_t, out=rec)
-                hs[t] += rec
+                xp.add(hs[t], rec, out=hs[t])
             xp.tanh(hs[t], out=hs[t])
             h_prev = hs[t]
         o = hs.reshape(-1, hidden) @ self.blobs[self._i_who].xdata.T
@@ -554,9 +570,10 @@ class LSTMUnitLayer(Layer):
         xp = get_array_module(c_prev)
         streams, hidden = c_prev.shape
         cont = bottom[2].xdata.astype(self.dtype, copy=False).reshape(1, streams)
-        acts = bottom[1].xdata.reshape(streams, 4 * hidden) * _gate_scale(hidden, self.dtype, xp)
+        acts = bottom[1].xdata.reshape(streams, 4 * hidden).astype(self.dtype, copy=True)
         cp, c, tc, h, tmp = (xp.empty((streams, hidden), dtype=self.dtype) for _ in range(5))
-        _lstm_step_forward(xp, acts, c_prev, cont.T, cp, c, tc, h, tmp)
+        _lstm_step_forward(xp, acts, _gate_scale(hidden, self.dtype, xp), c_prev, cont.T, cp, c,
+                           tc, h, tmp)
         self._saved = (acts, cp, tc, cont)
         top[0].xdata = c.reshape(1, streams, hidden)
         top[1].xdata = h.reshape(1, streams, hidden)
@@ -572,7 +589,7 @@ class LSTMUnitLayer(Layer):
         q = xp.empty((1, streams, 4, hidden), dtype=self.dtype)
         po, fc = xp.empty((1, streams, hidden), self.dtype), xp.empty((1, streams, hidden), self.dtype)
         _lstm_backward_factors(xp, acts.reshape(1, streams, 4, hidden), cp[None], tc[None],
-                               cont, q, po, fc)
+                               cont[:, :, None], q, po, fc)
         dh = top[1].xdiff.reshape(streams, hidden).astype(self.dtype, copy=False)
         dc = top[0].xdiff.reshape(streams, hidden).astype(self.dtype, copy=True)
         dz = xp.empty((streams, 4, hidden), dtype=self.dtype)

@@ -4,7 +4,6 @@ Convolution and Deconvolution run im2col over the whole batch and one GEMM per g
 ``im2col.py`` for the column layout); Pooling and LRN loop over kernel (window) offsets only,
 each step a vectorised operation over the whole batch.
 """
-import itertools
 import math
 
 import numpy as np
@@ -153,9 +152,10 @@ class _BaseConvolution(Layer):
     def _geometry(self):
         return self.kernel, self.stride, self.pad, self.dilation
 
-    def _add_bias_transposed(self, y, bias, num, channels, spatial_count):
-        """y: channels x (num * spatial_count) -> contiguous num x channels x spatial_count,
-        plus the bias per channel, in one pass."""
+    @staticmethod
+    def _batch_major(y, bias, num, channels, spatial_count):
+        """y: channels x (num * spatial_count) (any leading split of channels) -> contiguous
+        num x channels x spatial_count, plus ``bias`` per channel if given, in one pass."""
         xp = get_array_module(y)
         out = xp.empty((num, channels, spatial_count), dtype=y.dtype)
         src = y.reshape(channels, num, spatial_count).transpose(1, 0, 2)
@@ -167,7 +167,6 @@ class _BaseConvolution(Layer):
 
     def _accumulate_bias_grad(self, dy_ncs):
         if self.bias_term and self.param_needs_grad(1):
-            xp = get_array_module(dy_ncs)
             n, c = dy_ncs.shape[:2]
             self.blobs[1].xdiff += dy_ncs.reshape(n, c, -1).sum(axis=(0, 2)).astype(
                 self.blobs[1].dtype, copy=False)
@@ -191,12 +190,12 @@ class ConvolutionLayer(_BaseConvolution):
         bias = self.blobs[1].xdata if self.bias_term else None
         n = self.layout.num
         out_count = int(np.prod(self.out_spatial, dtype=np.int64))
+        xp = get_array_module(weight)
         for b, t in zip(bottom, top):
             x = self.layout.as_ncs(b.xdata)
-            xp = get_array_module(x)
             cols = im2col(x, *self._geometry(), self.out_spatial)
             y = xp.matmul(w, cols.reshape(g, w.shape[2], -1))  # g x M/g x (N*O)
-            y = self._add_bias_transposed(y, bias, n, self.num_output, out_count)
+            y = self._batch_major(y, bias, n, self.num_output, out_count)
             t.xdata = y.reshape(t.shape)
 
     def backward(self, top, propagate_down, bottom):
@@ -246,7 +245,8 @@ class DeconvolutionLayer(_BaseConvolution):
         """Bottom as g x C/g x (N * prod(in)), contiguous."""
         x = self.layout.as_ncs(b.xdata)
         xp = get_array_module(x)
-        return xp.ascontiguousarray(x.swapaxes(0, 1)).reshape(self.group, self.channels // self.group, -1)
+        return xp.ascontiguousarray(x.swapaxes(0, 1)).reshape(
+            self.group, self.channels // self.group, -1)
 
     def forward(self, bottom, top):
         w = self._w()
@@ -254,8 +254,8 @@ class DeconvolutionLayer(_BaseConvolution):
         n = self.layout.num
         in_spatial = self.layout.spatial
         out_shape = (n, self.num_output) + self.out_spatial
+        xp = get_array_module(w)
         for b, t in zip(bottom, top):
-            xp = get_array_module(w)
             cols = xp.matmul(w.transpose(0, 2, 1), self._x_t(b))  # g x (M/g*K) x (N*I)
             cols = cols.reshape((self.num_output,) + self.kernel + (n,) + in_spatial)
             y = col2im(cols, out_shape, *self._geometry(), in_spatial)
@@ -280,7 +280,7 @@ class DeconvolutionLayer(_BaseConvolution):
                 self.blobs[0].xdiff += dw.reshape(self.blobs[0].shape)
             if propagate_down[i]:
                 dx = xp.matmul(w, dcols)  # g x C/g x (N*I)
-                dx = self._add_bias_transposed(dx, None, n, self.channels,
+                dx = self._batch_major(dx, None, n, self.channels,
                                                int(np.prod(self.layout.spatial, dtype=np.int64)))
                 b.xdiff = dx.reshape(b.shape)
 
