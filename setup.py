@@ -18,9 +18,9 @@ setup(
     extras_require={
         'gpu': ['cupy-cuda12x~=14.2'],
         'mpi': ['mpi4py~=4.1'],
-        'lmdb': ['lmdb~=3.0'],
+        'lmdb': ['lmdb~=3.0', 'pydot~=4.0'],
         'draw': ['pydot~=4.0'],
-        'test': ['pytest~=9.0', 'grpcio-tools~=1.85'],
+        'test': ['pytest~=9.0', 'grpcio-tools~=1.85', 'lmdb~=3.0', 'pydot~=4.0'],
     },
     entry_points={'console_scripts': ['caffelite = caffelite.cli:main']},
 )

@@ -8,6 +8,12 @@ from .errors import CaffeliteError
 from .layers import Layer, layer_type_list
 from .proto import caffelite_pb2
 from .net import Net
+from . import coord_map, draw, io  # noqa: F401  (pycaffe's caffe.io, caffe.draw, ...)
+from .classifier import Classifier, Detector
+from .net_spec import NetSpec, params, to_proto
+from .pycaffe_net import attach as _attach_pycaffe
+
+_attach_pycaffe(Net)
 
 TRAIN = caffelite_pb2.TRAIN
 TEST = caffelite_pb2.TEST

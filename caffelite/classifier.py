@@ -146,7 +146,7 @@ class Detector(Net):
         full_w = box[3] - box[1] + 1
         scale_h = crop_size / full_h
         scale_w = crop_size / full_w
-        pad_y = int(max(0, -box[0]) * scale_h)     # context outside the image
+        pad_y = _round_half_up(max(0, -box[0]) * scale_h)     # context outside the image
         pad_x = _round_half_up(max(0, -box[1]) * scale_w)
         im_h, im_w = im.shape[:2]
         box = np.clip(box, 0.0, [im_h, im_w, im_h, im_w])

@@ -366,7 +366,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     handler = glog_handler(sys.stdout)
     try:
-        return args.func(args, handler)
+        # A diverging run is reported by the solver (iteration and layer), not by NumPy.
+        with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
+            return args.func(args, handler)
     except (CaffeliteError, OSError) as err:
         if handler.before_emit is not None:
             handler.before_emit()           # erase the progress line

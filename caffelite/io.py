@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import CaffeliteError
 from .prototxt import read_proto_binary
+from .upgrade import upgrade_net_param
 from .proto import caffelite_pb2 as pb
 
 
@@ -104,9 +105,9 @@ def _source_layers(path):
                 arrays = [np.asarray(group[name][str(k)]) for k in range(len(group[name]))]
                 result.append((name, [(a.shape, False, a) for a in arrays]))
             return result
-    param = read_proto_binary(path, pb.NetParameter())
+    param = upgrade_net_param(read_proto_binary(path, pb.NetParameter()), path)
     result = []
-    for layer in list(param.layer) + list(param.layers):
+    for layer in param.layer:
         blobs = [(blob_proto_shape(b), not b.HasField('shape'),
                   np.asarray(b.double_data if len(b.double_data) else b.data))
                  for b in layer.blobs]

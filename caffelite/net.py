@@ -44,8 +44,7 @@ class Net:
     def __init__(self, model, phase=None, level=0, stages=None, weights=None, state=None,
                  source=None, dtype=np.float32):
         if isinstance(phase, (str, os.PathLike)):          # Net(model, weights, phase)
-            phase, weights = level if level else None, phase
-            level = 0
+            phase, weights, level = level, phase, 0
         if isinstance(model, pb.NetParameter):
             param, self.source = model, source or '<NetParameter>'
         else:
@@ -295,11 +294,15 @@ class Net:
         output diffs; return the input blobs' diffs (plus those named in ``diffs``)."""
         self._seed_loss_diffs()
         for name, array in top_diffs.items():
+            if name not in self.blobs:
+                raise CaffeliteError(f'{self.source}: backward() got "{name}", which is not a '
+                                     f'blob of this net (outputs: {", ".join(self.outputs)})')
             self.blobs[name].diff[...] = array
         first = self._layer_index(start, len(self.layers) - 1)
         last = self._layer_index(end, 0)
         self.backward_from_to(first, last)
-        names = list(self.inputs) + [d for d in (diffs or []) if d not in self.inputs]
+        base = self.inputs if end is None else self.bottom_names[self._layer_names[last]]
+        names = list(base) + [d for d in (diffs or []) if d not in base]
         return {name: self.blobs[name].diff for name in names}
 
     def forward_backward(self):

@@ -229,3 +229,13 @@ class Parameters:
 _param_names = param_name_dict()
 layers = Layers()
 params = Parameters()
+
+
+def layers_package_getattr(name):
+    """Module ``__getattr__`` for the ``caffelite.layers`` package, so that it doubles as
+    pycaffe's ``caffe.layers``: ``caffe.layers.Convolution(...)`` (a capitalised name the
+    package does not define) builds a NetSpec layer, while the package's own names
+    (create_layer, Layer, the family modules) stay what they are."""
+    if name[:1].isupper():
+        return getattr(layers, name)
+    raise AttributeError(f"module 'caffelite.layers' has no attribute '{name}'")

@@ -10,10 +10,9 @@ from PIL import Image
 from caffelite import Net, backend
 from caffelite.blob import Blob
 from caffelite.errors import CaffeliteError, LayerError
-from caffelite.io import write_mean_binaryproto
+from caffelite.io import array_to_datum, write_mean_binaryproto
 from caffelite.layers import create_layer
-from caffelite.layers.db_data import (array_to_datum, datum_to_array, decode_image_bytes,
-                                      encode_image)
+from caffelite.layers.db_data import datum_to_image, decode_image_bytes, encode_image
 from caffelite.proto import caffelite_pb2 as pb
 
 RNG = np.random.default_rng(11)
@@ -253,6 +252,6 @@ def test_deprecated_data_param_transform_fields_warn(tmp_path):
 def test_datum_helpers_round_trip():
     datum = array_to_datum(IMAGES[2], 9)
     assert (datum.channels, datum.height, datum.width, datum.label) == (3, 4, 6, 9)
-    np.testing.assert_array_equal(datum_to_array(datum), IMAGES[2])
+    np.testing.assert_array_equal(datum_to_image(datum), IMAGES[2])
     with pytest.raises(LayerError, match='neither data nor float_data'):
-        datum_to_array(pb.Datum(channels=1, height=1, width=1))
+        datum_to_image(pb.Datum(channels=1, height=1, width=1))

@@ -7,7 +7,6 @@ caffelite/__init__.py carries the pycaffe wiring, its ``caffe`` fixture adds the
 with monkeypatch (and says so in the test's output).
 """
 import importlib
-import importlib.util
 import os
 import shutil
 import sys
@@ -238,6 +237,19 @@ layer { name: "only_test" type: "Softmax" bottom: "fc" top: "prob" include { pha
 '''
 
 
+def _has_pydot():
+    try:
+        import pydot  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+HAS_PYDOT = _has_pydot()
+needs_pydot = pytest.mark.skipif(not HAS_PYDOT, reason='pydot not installed '
+                                                       '(pip install caffelite[draw])')
+
+
 @pytest.fixture
 def net_param(tmp_path):
     path = tmp_path / 'draw.prototxt'
@@ -251,8 +263,8 @@ def test_draw_without_pydot_names_the_extra(net_param, monkeypatch):
         draw.draw_net(net_param[1], 'LR', ext='dot')
 
 
+@needs_pydot
 def test_draw_dot_source(net_param):
-    pytest.importorskip('pydot')
     _, param = net_param
     text = draw.get_pydot_graph(param, 'LR').to_string()
     for name in ('conv1', 'relu1', 'pool1', 'fc', 'only_test', 'data', 'prob'):
@@ -264,8 +276,8 @@ def test_draw_dot_source(net_param):
     assert 'only_test' in draw.draw_net(param, 'TB', ext='dot', phase=pb.TEST).decode()
 
 
+@needs_pydot
 def test_draw_png_or_clear_graphviz_error(net_param, tmp_path, monkeypatch):
-    pytest.importorskip('pydot')
     _, param = net_param
     if shutil.which('dot'):
         draw.draw_net_to_file(param, str(tmp_path / 'net.png'))
@@ -275,8 +287,8 @@ def test_draw_png_or_clear_graphviz_error(net_param, tmp_path, monkeypatch):
         draw.draw_net_to_file(param, str(tmp_path / 'net.svg'))
 
 
+@needs_pydot
 def test_tools_draw_net(net_param, tmp_path, capsys):
-    pytest.importorskip('pydot')
     sys.path.insert(0, ROOT)
     try:
         tool = importlib.import_module('tools.draw_net')
@@ -300,12 +312,15 @@ def caffe(monkeypatch):
     import caffelite as module
     from caffelite import classifier, coord_map, io, net_spec
     wiring = {'Classifier': classifier.Classifier, 'Detector': classifier.Detector,
-              'NetSpec': net_spec.NetSpec, 'layers': net_spec.layers,
-              'params': net_spec.params, 'to_proto': net_spec.to_proto,
-              'io': io, 'draw': draw, 'coord_map': coord_map}
+              'NetSpec': net_spec.NetSpec, 'params': net_spec.params,
+              'to_proto': net_spec.to_proto, 'io': io, 'draw': draw, 'coord_map': coord_map}
     missing = [name for name in wiring if not hasattr(module, name)]
     for name in missing:
         monkeypatch.setattr(module, name, wiring[name], raising=False)
+    if not hasattr(module.layers, 'Convolution'):      # the layers package as caffe.layers
+        missing.append('caffelite.layers.__getattr__')
+        monkeypatch.setattr(module.layers, '__getattr__', net_spec.layers_package_getattr,
+                            raising=False)
     if not hasattr(module.Net, 'forward_all'):
         missing.append('Net.forward_all')
         for name, function in pycaffe_net.METHODS.items():
@@ -345,8 +360,17 @@ def test_pycaffe_style_script(caffe, deploy, tmp_path):
                                   channel_swap=(2, 1, 0))
     prediction = classifier.predict([image], oversample=False)
     tiled = classifier.predict([image])                    # 10 crops of the 8 x 8 image
+    from caffelite import layers as L, params as P       # as `from caffe import layers as L`
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))
+    n.pool = L.Pooling(n.data, kernel_size=2, stride=2, pool=P.Pooling.MAX)
+    spec_net = caffe.Net(n.to_proto(), caffe.TEST)
+    unnamed = caffe.to_proto(L.ReLU(n.pool))              # free tops get Type<k> names
     # -------------------------------------------------------------------------------------------
 
+    assert spec_net.blobs['pool'].shape == (1, 3, 4, 4)
+    assert [l.name for l in unnamed.layer] == ['Input1', 'Pooling1', 'ReLU1']
+    assert L.create_layer is caffelite.layers.base.create_layer   # still the layer package
     decoded = np.asarray(Image.open(image_file).convert('RGB')) / 255.0
     np.testing.assert_allclose(image, decoded, rtol=1e-6)
     expected = softmax_ip(to_caffe(decoded[None]), w, b)[0]
@@ -361,7 +385,7 @@ def test_pycaffe_style_script(caffe, deploy, tmp_path):
     np.testing.assert_allclose(tiled[0], (expected + mirrored) / 2, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(transformer.deprocess('data', net.blobs['data'].data[0]),
                                image, atol=1e-5)
-    if importlib.util.find_spec('pydot'):
+    if HAS_PYDOT:
         net_param = caffe.proto.caffe_pb2.NetParameter()
         text_format.Merge(open(model_def).read(), net_param)
         caffe.draw.draw_net_to_file(net_param, str(tmp_path / 'deploy.dot'))

@@ -40,7 +40,7 @@ def sigmoid(v):
 # -- per-step references (straight from the formulas) ------------------------------------------
 
 def ref_lstm(x, cont, params, static=None, h0=None, c0=None):
-    """Caffe's LSTM, one stream at a time and one step at a time. Returns h (T x N x H), h_T, c_T."""
+    """Caffe's LSTM, one stream and one step at a time. Returns h (T x N x H), h_T, c_T."""
     steps, streams = cont.shape
     w_xc, b_c = params[0], params[1]
     w_s = params[2] if static is not None else None
@@ -193,7 +193,8 @@ def test_lstm_unit_gradient():
     bottom = [blob(rng.standard_normal((1, streams, hidden))),
               blob(rng.standard_normal((1, streams, 4 * hidden)) * 2),
               blob(np.array([[0, 1, 1, 0.5]]))]
-    check_layer_gradient(layer, bottom, [Blob(dtype=np.float64), Blob(dtype=np.float64)], check_bottom=[0, 1])
+    check_layer_gradient(layer, bottom, [Blob(dtype=np.float64), Blob(dtype=np.float64)],
+                         check_bottom=[0, 1])
 
 
 # -- forward against the per-step reference ----------------------------------------------------
@@ -236,7 +237,8 @@ def test_lstm_unit_matches_formulas():
     x = rng.standard_normal((1, streams, 4 * hidden))
     cont = np.array([[1.0, 0.0, 1.0]])
     layer = make('type: "LSTMUnit"')
-    bottom, top = [blob(c_prev), blob(x), blob(cont)], [Blob(dtype=np.float64), Blob(dtype=np.float64)]
+    bottom = [blob(c_prev), blob(x), blob(cont)]
+    top = [Blob(dtype=np.float64), Blob(dtype=np.float64)]
     layer.setup(bottom, top)
     layer.reshape(bottom, top)
     layer.forward(bottom, top)

@@ -583,7 +583,7 @@ def test_requested_snapshot_and_stop(tmp_path):
     param.snapshot = 0
     solver = get_solver(param)
     script = {2: 'snapshot', 4: 'stop'}
-    solver.set_action_function(lambda: script.get(solver.iter, 'none'))
+    solver.set_action_function(lambda: script.pop(solver.iter, 'none'))   # a signal is consumed
     solver.solve()
     names = sorted(os.listdir(tmp_path / 'snaps'))
     # snapshot after iteration 2 (SIGHUP), stop after 4 and the final snapshot there (SIGINT)
@@ -592,6 +592,7 @@ def test_requested_snapshot_and_stop(tmp_path):
     assert solver.iter == 4 and solver.requested_early_exit
 
 
+@pytest.mark.filterwarnings('ignore::RuntimeWarning')
 def test_non_finite_loss_names_iteration_and_first_layer():
     solver = make(base_lr=1e38)
     solver.net.blobs['x'].data[...] = 10.0

@@ -190,7 +190,8 @@ def test_current_net_is_returned_as_is_without_warning():
 def _write_lenet_data(folder, count=6):
     """The LMDBs and mean file V1_LENET reads: 1 x 12 x 12 uint8 digits."""
     from caffelite.io import write_mean_binaryproto
-    from caffelite.layers.db_data import LMDBWriter, array_to_datum
+    from caffelite.io import array_to_datum
+    from caffelite.layers.db_data import LMDBWriter
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, size=(count, 1, 12, 12), dtype=np.uint8)
     labels = np.arange(count) % 3
@@ -208,8 +209,11 @@ def test_v1_lenet_file_builds_a_net_with_the_warning(tmp_path):
     images, labels, mean = _write_lenet_data(tmp_path)
     path = tmp_path / 'lenet_v1.prototxt'
     path.write_text(V1_LENET)
-    with pytest.warns(UpgradeWarning, match='deprecated V1LayerParameter: .*lenet_v1.prototxt'):
+    with pytest.warns(UpgradeWarning) as record:
         net = Net(str(path), pb.TRAIN)
+    messages = [str(w.message) for w in record]
+    assert any(f'deprecated V1LayerParameter: {path}' in m for m in messages)
+    assert any(f'deprecated transformation parameters: {path}' in m for m in messages)
     assert [lp.type for lp in net.param.layer] == [
         'Data', 'Convolution', 'Pooling', 'InnerProduct', 'ReLU', 'InnerProduct',
         'SoftmaxWithLoss']

@@ -1,9 +1,9 @@
 """The Data layer (Caffe's DataLayer): Datum records from an LMDB (or LevelDB) database.
 
 Also the pieces Caffe's tools share with it: opening a database for reading or writing
-(:func:`open_db_reader`, :func:`open_db_writer`), and Datum <-> image conversion
-(:func:`datum_to_array`, :func:`array_to_datum`, :func:`decode_image_bytes`,
-:func:`encode_image`).
+(:func:`open_db_reader`, :func:`open_db_writer`), and Datum -> image conversion
+(:func:`datum_to_image`, :func:`decode_image_bytes`, :func:`encode_image`; images -> Datum
+is ``caffelite.io.array_to_datum``).
 
 A Datum holds one item: ``channels`` x ``height`` x ``width`` raw uint8 pixels in ``data``
 (C x H x W order, BGR for colour, as convert_imageset writes them), or the same number of
@@ -171,7 +171,10 @@ class LMDBWriter:
             raise CaffeliteError(f'cannot create LMDB {path}: it already exists')
         self.path = path
         self.map_size = 1 << 26
-        self.env = lmdb.open(path, map_size=self.map_size, subdir=True, lock=True)
+        try:
+            self.env = lmdb.open(path, map_size=self.map_size, subdir=True, lock=True)
+        except lmdb.Error as err:
+            raise CaffeliteError(f'cannot create LMDB {path}: {err}') from None
         self.pending = []
         self.commit_every = commit_every
         self.count = 0
@@ -303,22 +306,7 @@ def encode_image(array, encode_type):
     return buffer.getvalue()
 
 
-def array_to_datum(array, label=0):
-    """A raw Datum from a C x H x W array: uint8 arrays go to ``data``, others to
-    ``float_data``."""
-    array = np.asarray(array)
-    if array.ndim != 3:
-        raise CaffeliteError(f'a Datum holds a C x H x W array, got shape {array.shape}')
-    datum = pb.Datum(channels=array.shape[0], height=array.shape[1], width=array.shape[2],
-                     label=int(label))
-    if array.dtype == np.uint8:
-        datum.data = array.tobytes()
-    else:
-        datum.float_data.extend(array.astype(np.float32).ravel())
-    return datum
-
-
-def datum_to_array(datum, color=None):
+def datum_to_image(datum, color=None):
     """The C x H x W image of a Datum: uint8 from raw or encoded ``data``, float32 from
     ``float_data``. ``color`` is the decoding mode of encoded data (see
     :func:`decode_image_bytes`). Raises LayerError when the sizes do not agree."""
@@ -357,7 +345,7 @@ def record_to_item(key, value, color, where):
     """(image, label) of one record; errors name the record's key and ``where`` (the db)."""
     try:
         datum = parse_datum(value)
-        return datum_to_array(datum, color), datum.label
+        return datum_to_image(datum, color), datum.label
     except LayerError as err:
         raise LayerError(f'corrupt record "{key.decode(errors="replace")}" in {where}: '
                          f'{err}') from None

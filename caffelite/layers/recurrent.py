@@ -52,19 +52,19 @@ class _BufferPool:
         self._arrays = {}
 
     def get(self, name, shape, dtype, xp):
-        shape = tuple(int(s) for s in shape)
-        a = self._arrays.get(name)
-        if a is None or a.shape != shape or a.dtype != dtype or get_array_module(a) is not xp:
-            a = xp.empty(shape, dtype=dtype)
-            self._arrays[name] = a
-        return a
+        entry = self._arrays.get(name)
+        if entry is None or entry[1] is not xp or entry[0].shape != shape \
+                or entry[0].dtype != dtype:
+            entry = self._arrays[name] = (xp.empty(shape, dtype=dtype), xp)
+        return entry[0]
 
 
 def _gate_scale(hidden, dtype, xp):
     """(4H,) factors 0.5 for the sigmoid gates i, f, o and 1 for g.
 
     sigmoid(z) = 0.5 * tanh(z / 2) + 0.5, so scaling the pre-activations by these factors lets
-    one tanh pass over all 4H gate columns serve both nonlinearities.
+    one tanh pass over all 4H gate columns serve both nonlinearities (in float32 a sigmoid below
+    ~6e-8 rounds to 0, an absolute error under 6e-8).
     """
     scale = np.ones(4 * hidden, dtype=dtype)
     scale[:3 * hidden] = 0.5
@@ -126,8 +126,9 @@ def _lstm_backward_factors(xp, acts, cp, tc, cont, q, po, fc):
 
 def _lstm_step_backward(xp, dh, dc, q, po, fc, dz, tmp):
     """One reverse LSTM step: from dh (gradient reaching h_t, all paths) and dc (gradient
-    reaching c_t from step t+1 and the c_T top), write dz (N x 4 x H, unscaled pre-activations)
-    and replace dc by the gradient reaching c_{t-1}. ``q, po, fc`` are this step's factors."""
+    reaching c_t from step t+1 and the c_T top), write dz (N x 4 x H, the gradient of the gate
+    pre-activations) and replace dc by the gradient reaching c_{t-1}; ``q, po, fc`` are this
+    step's factors."""
     xp.multiply(dh, po, out=tmp)
     dc += tmp
     xp.multiply(q[:, 0:2], dc[:, None, :], out=dz[:, 0:2])
@@ -152,7 +153,6 @@ class _RecurrentLayer(Layer):
     min_bottom = 2
     min_top = 1
     num_states = None          # 2 for LSTM (h, c), 1 for RNN (h)
-    gate_factor = None         # rows of W_x per hidden unit: 4 for LSTM, 1 for RNN
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 1      # cont is a marker, never differentiated
@@ -587,7 +587,7 @@ class LSTMUnitLayer(Layer):
         xp = get_array_module(acts)
         streams, hidden = cp.shape
         q = xp.empty((1, streams, 4, hidden), dtype=self.dtype)
-        po, fc = xp.empty((1, streams, hidden), self.dtype), xp.empty((1, streams, hidden), self.dtype)
+        po, fc = (xp.empty((1, streams, hidden), dtype=self.dtype) for _ in range(2))
         _lstm_backward_factors(xp, acts.reshape(1, streams, 4, hidden), cp[None], tc[None],
                                cont[:, :, None], q, po, fc)
         dh = top[1].xdiff.reshape(streams, hidden).astype(self.dtype, copy=False)

@@ -68,7 +68,7 @@ def read_window_file(path, fg_threshold, bg_threshold):
         if index != len(images):
             raise LayerError(f'window file {path} line {number}: image index {index}, expected '
                              f'{len(images)} (images must be numbered 0, 1, 2, ... in order)')
-        image_path, number = take('an image path')
+        image_path, path_line = take('an image path')
         size = tuple(take(what, int)[0] for what in ('channels', 'height', 'width'))
         num_windows, _ = take('the number of windows', int)
         for _ in range(num_windows):
@@ -83,7 +83,7 @@ def read_window_file(path, fg_threshold, bg_threshold):
                 fg.append([index, label] + box)
             elif overlap < bg_threshold:
                 bg.append([index, 0] + box)
-        images.append((number, image_path, size))
+        images.append((path_line, image_path, size))
     return (images, np.asarray(fg, dtype=np.int64).reshape(-1, 6),
             np.asarray(bg, dtype=np.int64).reshape(-1, 6))
 

@@ -18,7 +18,8 @@ import numpy as np
 from ..data_transformer import load_image
 from ..errors import CaffeliteError, LayerError
 from ..layers.data import read_list_file
-from ..layers.db_data import array_to_datum, encode_image, open_db_writer
+from ..io import array_to_datum
+from ..layers.db_data import encode_image, open_db_writer
 from ..proto import caffelite_pb2 as pb
 from ..solvers.log import logger
 from . import add_flag, make_parser, parse_args, run_tool

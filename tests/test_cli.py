@@ -1,0 +1,284 @@
+"""The ``caffelite`` command (``python -m caffelite``): train / resume / fine-tune, test, time,
+device_query, signals, and the error paths (one message on stderr, exit code 1)."""
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from caffelite.cli import Progress, build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+
+NET = '''
+name: "tiny"
+layer { name: "data" type: "DummyData" top: "x" top: "y"
+        dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 }
+                           data_filler { type: "gaussian" std: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "p"
+        inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }
+'''
+
+SOLVER = '''
+net: "net.prototxt"
+base_lr: 0.01
+momentum: 0.9
+lr_policy: "fixed"
+display: 2
+max_iter: 4
+snapshot: 2
+snapshot_prefix: "snaps/tiny"
+test_iter: 2
+test_interval: 2
+random_seed: 3
+'''
+
+
+def caffelite(*args, cwd, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    return subprocess.run([sys.executable, '-m', 'caffelite', *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def work(tmp_path):
+    (tmp_path / 'net.prototxt').write_text(NET)
+    (tmp_path / 'solver.prototxt').write_text(SOLVER)
+    return tmp_path
+
+
+def assert_fails(result, *fragments):
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert 'Traceback' not in result.stderr, result.stderr
+    message = result.stderr.strip()
+    assert message.count('\n') == 0, message             # one line
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+# -- train, resume, fine-tune ------------------------------------------------------------------------
+
+def test_train_resume_finetune_and_log_format(work):
+    result = caffelite('train', '-solver', 'solver.prototxt', cwd=work)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    number = r'[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?'
+    glog = r'I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ \S+:\d+\] '
+    for pattern in (rf'Iteration 2 \({number} iter/s, {number}s/2 iters\), loss = {number}',
+                    rf'    Train net output #0: loss = {number} \(\* 1 = {number} loss\)',
+                    r'Iteration 2, lr = 0\.01',
+                    r'Iteration 2, Testing net \(#0\)',
+                    rf'    Test net output #0: loss = {number} \(\* 1 = {number} loss\)',
+                    r'Snapshotting to binary proto file snaps/tiny_iter_2\.caffemodel',
+                    r'Optimization Done\.'):
+        assert re.search('^' + glog + pattern + '$', out, re.M), pattern
+    snaps = sorted(os.listdir(work / 'snaps'))
+    assert snaps == ['tiny_iter_2.caffemodel', 'tiny_iter_2.solverstate',
+                     'tiny_iter_4.caffemodel', 'tiny_iter_4.solverstate']
+
+    resumed = caffelite('train', '--solver=solver.prototxt',
+                        '--snapshot', 'snaps/tiny_iter_2.solverstate', cwd=work)
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'Resuming from snaps/tiny_iter_2.solverstate' in resumed.stdout
+    assert 'Iteration 0' not in resumed.stdout and 'Iteration 2, lr' in resumed.stdout
+
+    tuned = caffelite('train', '-solver', 'solver.prototxt',
+                      '-weights', 'snaps/tiny_iter_4.caffemodel', cwd=work)
+    assert tuned.returncode == 0, tuned.stderr
+    assert 'Finetuning from snaps/tiny_iter_4.caffemodel' in tuned.stdout
+
+    both = caffelite('train', '-solver', 'solver.prototxt', '-weights', 'a.caffemodel',
+                     '-snapshot', 'b.solverstate', cwd=work)
+    assert_fails(both, 'not both')
+
+
+def test_sighup_snapshots_and_sigint_stops(work):
+    # No test net: a SIGINT during a test pass would stop at the SIGHUP snapshot's iteration.
+    (work / 'solver.prototxt').write_text(
+        SOLVER.replace('max_iter: 4', 'max_iter: 100000000').replace('display: 2', 'display: 1')
+        .replace('snapshot: 2', 'snapshot: 0').replace('test_iter: 2', '')
+        .replace('test_interval: 2', ''))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, '-m', 'caffelite', 'train', '-solver',
+                             'solver.prototxt'], cwd=work, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+
+    def wait_for(text):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            assert line, ''.join(lines) + proc.stderr.read()
+            lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f'no "{text}" in time')
+
+    try:
+        wait_for('Iteration 3,')
+        proc.send_signal(signal.SIGHUP)
+        first = wait_for('Snapshotting solver state')
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines.append(out)
+    text = ''.join(lines)
+    assert proc.returncode == 0, err
+    assert 'Optimization stopped early.' in text
+    states = sorted(n for n in os.listdir(work / 'snaps') if n.endswith('.solverstate'))
+    assert len(states) == 2, states                       # SIGHUP's, then SIGINT's final one
+    assert states[0].split('.')[0] in first or states[1].split('.')[0] in first
+
+
+def test_progress_display_erases_itself():
+    class FakeSolver:
+        iter = 0
+        param = type('P', (), {'max_iter': 10})()
+
+    stream, solver = io.StringIO(), FakeSolver()
+    progress = Progress(solver, stream)
+    progress.on_start()                                   # starts the clock
+    solver.iter = 5
+    time.sleep(0.01)
+    progress.last_draw = 0
+    progress.on_start()
+    assert re.search(r'\r\[5/10\] [0-9.]+ iter/s, \d\d:\d\d:\d\d left\x1b\[K$', stream.getvalue())
+    progress.clear()
+    assert stream.getvalue().endswith('\r\x1b[K')
+
+
+# -- error paths -----------------------------------------------------------------------------------
+
+def test_missing_solver_file(work):
+    assert_fails(caffelite('train', '--solver', 'nope.prototxt', cwd=work),
+                 'nope.prototxt', 'does not exist')
+    assert_fails(caffelite('train', cwd=work), 'need a solver definition')
+
+
+def test_unknown_solver_type(work):
+    (work / 'solver.prototxt').write_text(SOLVER + 'type: "Momentum"\n')
+    assert_fails(caffelite('train', '--solver', 'solver.prototxt', cwd=work),
+                 'unknown solver type "Momentum"', 'SGD', 'Adam')
+
+
+def test_unknown_lr_policy(work):
+    (work / 'solver.prototxt').write_text(SOLVER.replace('"fixed"', '"cosine"'))
+    assert_fails(caffelite('train', '--solver', 'solver.prototxt', cwd=work),
+                 'unknown lr_policy "cosine"', 'multistep')
+
+
+def test_test_iter_count_mismatch(work):
+    (work / 'solver.prototxt').write_text(
+        SOLVER.replace('net: "net.prototxt"', 'train_net: "net.prototxt"\n'
+                       'test_net: "net.prototxt"\ntest_net: "net.prototxt"'))
+    assert_fails(caffelite('train', '--solver', 'solver.prototxt', cwd=work),
+                 'test_iter must be given once for each test net', '2 test net(s)',
+                 '1 test_iter')
+
+
+def test_missing_net_file_names_both_places(work, tmp_path):
+    (work / 'solver.prototxt').write_text(SOLVER.replace('net.prototxt', 'gone.prototxt'))
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    message = assert_fails(caffelite('train', '--solver', str(work / 'solver.prototxt'),
+                                     cwd=elsewhere), 'net file "gone.prototxt" not found')
+    assert str(elsewhere / 'gone.prototxt') in message and str(work / 'gone.prototxt') in message
+
+
+def test_parse_error_names_file_and_line(work):
+    (work / 'solver.prototxt').write_text(SOLVER + 'base_lr 0.1 }\n')
+    message = assert_fails(caffelite('train', '--solver', 'solver.prototxt', cwd=work),
+                           'solver.prototxt')
+    assert re.search(r'\b13:\d+\b', message), message          # line 13
+
+
+def test_snapshot_from_a_different_net(work):
+    assert caffelite('train', '--solver', 'solver.prototxt', cwd=work).returncode == 0
+    other = work / 'other'
+    other.mkdir()
+    (other / 'other_net.prototxt').write_text(NET.replace('"ip"', '"fc"'))
+    (other / 'solver.prototxt').write_text(SOLVER.replace('net.prototxt', 'other_net.prototxt'))
+    assert_fails(caffelite('train', '--solver', 'other/solver.prototxt',
+                           '--snapshot', 'snaps/tiny_iter_4.solverstate', cwd=work),
+                 'snaps/tiny_iter_4.solverstate', 'different net')
+
+
+def test_non_finite_loss_stops_training(work):
+    (work / 'solver.prototxt').write_text(SOLVER.replace('base_lr: 0.01', 'base_lr: 1e38'))
+    assert_fails(caffelite('train', '--solver', 'solver.prototxt', cwd=work),
+                 'Iteration 1: the loss is', 'the first non-finite output is top')
+
+
+def test_gpu_without_cupy_is_a_clear_error(work):
+    try:
+        import cupy  # noqa: F401
+        pytest.skip('CuPy is installed here')
+    except ImportError:
+        pass
+    assert_fails(caffelite('train', '--solver', 'solver.prototxt', '--gpu', '0', cwd=work),
+                 'CuPy')
+    assert_fails(caffelite('device_query', '-gpu', '0', cwd=work), 'CuPy')
+    assert_fails(caffelite('time', '--model', 'net.prototxt', '--gpu', '0,1', cwd=work),
+                 'several GPUs')
+
+
+# -- test, time, device_query ----------------------------------------------------------------------
+
+def test_test_command_prints_batches_and_means(work):
+    from caffelite.net import Net
+    Net(str(work / 'net.prototxt'), 0).save(str(work / 'w.caffemodel'))
+    result = caffelite('test', '-model', 'net.prototxt', '-weights', 'w.caffemodel',
+                       '-iterations', '3', cwd=work)
+    assert result.returncode == 0, result.stderr
+    batches = re.findall(r'\] Batch (\d), loss = ([0-9.e+-]+)$', result.stdout, re.M)
+    assert [b[0] for b in batches] == ['0', '1', '2']
+    mean = np.mean([float(b[1]) for b in batches])
+    final = re.search(r'\] loss = ([0-9.e+-]+) \(\* 1 = ([0-9.e+-]+) loss\)$', result.stdout, re.M)
+    assert float(final.group(1)) == pytest.approx(mean, rel=1e-4)
+    assert re.search(r'\] Loss: ([0-9.e+-]+)$', result.stdout, re.M)
+    assert_fails(caffelite('test', '-model', 'net.prototxt', cwd=work), 'need model weights')
+    assert_fails(caffelite('test', '-model', 'missing.prototxt', '-weights', 'w.caffemodel',
+                           cwd=work), 'missing.prototxt')
+
+
+def test_time_command_reports_every_layer(work):
+    result = caffelite('time', '--model', 'net.prototxt', '--iterations', '3', cwd=work)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for layer in ('data', 'ip', 'loss'):
+        assert re.search(rf'\] +{layer}\tforward: [0-9.e+-]+ ms\.$', out, re.M), layer
+        assert re.search(rf'\] +{layer}\tbackward: [0-9.e+-]+ ms\.$', out, re.M), layer
+    for total in ('Average Forward pass', 'Average Backward pass', 'Average Forward-Backward',
+                  'Total Time'):
+        assert re.search(rf'\] {total}: [0-9.e+-]+ ms\.$', out, re.M), total
+    assert len(re.findall(r'Iteration: \d forward-backward time', out)) == 3
+
+
+def test_device_query_on_cpu(work):
+    result = caffelite('device_query', cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert f'NumPy: {np.__version__}' in result.stdout and 'CPU cores:' in result.stdout
+
+
+def test_flags_take_one_or_two_dashes():
+    parser = build_parser()
+    for argv in (['train', '-solver', 's.prototxt', '-gpu', '0', '-stage', 'a,b', '-level', '2'],
+                 ['train', '--solver=s.prototxt', '--gpu', '0', '--stage', 'a', '--stage', 'b',
+                  '--level=2']):
+        args = parser.parse_args(argv)
+        assert (args.solver, args.gpu, args.level) == ('s.prototxt', '0', 2)
+    args = parser.parse_args(['test', '-model', 'm', '-weights', 'w', '-iterations', '7',
+                              '-phase', 'train'])
+    assert (args.model, args.weights, args.iterations, args.phase) == ('m', 'w', 7, 'TRAIN')
+    assert parser.parse_args(['time', '-model', 'm']).phase == 'TRAIN'
+    assert parser.parse_args(['train', '-solver', 's']).sigint_effect == 'stop'
+    assert parser.parse_args(['train', '-solver', 's']).sighup_effect == 'snapshot'
