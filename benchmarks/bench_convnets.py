@@ -60,15 +60,19 @@ def limit_numpy_threads(n):
 # --------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------
-def median_ms(step, warmup, runs):
+def time_interleaved(steps, warmup, runs):
+    """Run the steps in turn (a, b, a, b, ...) so that both see the same machine load;
+    returns per step its list of times in ms."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps:
+            step()
+    times = [[] for _ in steps]
     for _ in range(runs):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times)
+        for step, record in zip(steps, times):
+            start = time.perf_counter()
+            step()
+            record.append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 def inputs(batch, shape, classes, seed=0):
@@ -197,19 +201,26 @@ def main(argv=None):
         torch.set_num_threads(threads)
     print(f'numpy {np.__version__}, BLAS threads {threads} ({how})'
           + (f'; torch {torch.__version__}, {torch.get_num_threads()} threads' if torch else ''))
-    print(f'median of {args.runs} runs after {args.warmup} warm-up; forward + backward, float32')
+    print(f'median of {args.runs} runs after {args.warmup} warm-up (caffelite and torch '
+          f'interleaved); forward + backward, float32')
 
     rows = []
     for name in [n.strip() for n in args.nets.split(',') if n.strip()]:
         batch = args.lenet_batch if name == 'lenet' else args.batch
         net = caffelite_net(name, batch)
-        ours, ours_min = median_ms(caffelite_step(net), args.warmup, args.runs)
-        line = f'{name:<9} batch {batch:<4} caffelite {ours:9.1f} ms (min {ours_min:.1f})'
+        steps = [caffelite_step(net)]
+        if torch is not None:
+            steps.append(torch_step(torch, name, batch))
+        times = time_interleaved(steps, args.warmup, args.runs)
+        ours = statistics.median(times[0])
+        line = f'{name:<9} batch {batch:<4} caffelite {ours:8.1f} ms (min {min(times[0]):.1f})'
         theirs = None
         if torch is not None:
-            theirs, theirs_min = median_ms(torch_step(torch, name, batch), args.warmup, args.runs)
-            line += (f'   torch {theirs:9.1f} ms (min {theirs_min:.1f})'
-                     f'   caffelite/torch {ours / theirs:5.2f}x')
+            theirs = statistics.median(times[1])
+            # Ratio of each interleaved pair, then the median: robust to drifting load.
+            pair = statistics.median(a / b for a, b in zip(*times))
+            line += (f'   torch {theirs:8.1f} ms (min {min(times[1]):.1f})'
+                     f'   caffelite/torch {pair:5.2f}x (of minima {min(times[0]) / min(times[1]):.2f}x)')
         print(line, flush=True)
         rows.append((name, batch, ours, theirs))
         if args.profile:

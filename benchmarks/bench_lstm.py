@@ -7,15 +7,15 @@ Both run float32, in the same process, with the same thread count, iterations in
 (caffelite, torch, caffelite, ...) so that a noisy machine hits both alike; each number is the
 median of --runs timed iterations after --warmup untimed ones.
 
-    python benchmarks/bench_lstm.py [--threads 1] [--runs 7] [--warmup 2]
-                                    [--sizes small,activity,captioning] [--profile]
-                                    [--clock wall|cpu]
-                                    [--openblas-coretype SkylakeX]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_lstm.py \
+        [--threads 1] [--runs 7] [--warmup 2] [--sizes small,activity,captioning] \
+        [--profile] [--clock wall|cpu]
 
-Thread limits and OPENBLAS_CORETYPE must be in the environment before NumPy loads OpenBLAS, so
-this script sets them and then imports NumPy. OpenBLAS picks its kernels from the CPU it sees;
-it prints the choice ("OpenBLAS core") because on CPUs it does not know (e.g. AMD Zen 5) it
-falls back to AVX2 kernels, which halve GEMM speed: --openblas-coretype overrides the choice.
+The thread limits must be in the environment before NumPy loads OpenBLAS, so this script sets
+OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS from --threads and then imports NumPy.
+It prints the kernel family OpenBLAS chose ("OpenBLAS core") and warns when OPENBLAS_CORETYPE
+or OPENBLAS_L2_SIZE are set: forcing the AVX2 (Haswell) kernels on an AVX-512 CPU roughly halves
+caffelite's GEMM speed (see benchmarks/README.md, "The environment").
 """
 import argparse
 import os
@@ -39,16 +39,12 @@ def parse_args():
     p.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
                    help='wall-clock time, or process CPU time (steadier on a shared machine; '
                         'counts every thread, so compare like with like)')
-    p.add_argument('--openblas-coretype', default=None,
-                   help='set OPENBLAS_CORETYPE (e.g. SkylakeX) before NumPy loads OpenBLAS')
     return p.parse_args()
 
 
 ARGS = parse_args()
 for _var in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
     os.environ[_var] = str(ARGS.threads)
-if ARGS.openblas_coretype:
-    os.environ['OPENBLAS_CORETYPE'] = ARGS.openblas_coretype
 
 import ctypes  # noqa: E402
 import glob  # noqa: E402
@@ -135,6 +131,10 @@ def main():
     else:
         torch.set_num_threads(ARGS.threads)
     rng = np.random.default_rng(0)
+    for var in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'):
+        if os.environ.get(var):
+            print(f'warning: {var}={os.environ[var]} is set; OpenBLAS does not tune itself to '
+                  f'this CPU (see benchmarks/README.md)')
     print(f'threads {ARGS.threads}, {ARGS.clock} clock, OpenBLAS core {openblas_core()}, '
           f'numpy {np.__version__}, torch {torch.__version__ if torch else "absent"}; '
           f'median of {ARGS.runs} after {ARGS.warmup} warm-up, float32, forward + backward')
@@ -158,10 +158,12 @@ def main():
         print(f'{name:<11} {steps:>3} {streams:>4} {dim:>5} {hidden:>5} {a:>13.2f} '
               f'{b:>9.2f} {a / b:>6.2f}', flush=True)
         if ARGS.profile:
-            fwd = statistics.median(timed(ours.forward) for _ in range(ARGS.runs))
-            bwd = statistics.median([timed(ours.forward) * 0 + timed(ours.backward)
-                                     for _ in range(ARGS.runs)])
-            print(f'{"":<11} caffelite forward {fwd:.2f} ms, backward {bwd:.2f} ms')
+            fwd, bwd = [], []
+            for _ in range(ARGS.runs):
+                fwd.append(timed(ours.forward))
+                bwd.append(timed(ours.backward))
+            print(f'{"":<11} caffelite forward {statistics.median(fwd):.2f} ms, '
+                  f'backward {statistics.median(bwd):.2f} ms')
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ from .solvers.params import read_solver_param
 from .solvers.signals import ACTIONS, SignalHandler
 
 
-# -- flags ---------------------------------------------------------------------------------------
+# -- flags ----------------------------------------------------------------------------------------
 def _flag(parser, name, **kwargs):
     parser.add_argument('-' + name, '--' + name, dest=name, **kwargs)
 
@@ -92,7 +92,7 @@ def _weights_list(text):
     return [w.strip() for w in text.split(',') if w.strip()]
 
 
-# -- devices ----------------------------------------------------------------------------------------
+# -- devices --------------------------------------------------------------------------------------
 def _gpu_id(spec):
     """One device id from Caffe's -gpu value ("0", "all"; several ids are refused)."""
     if spec.strip().lower() == 'all':

@@ -64,7 +64,7 @@ def assert_fails(result, *fragments):
     return message
 
 
-# -- train, resume, fine-tune ------------------------------------------------------------------------
+# -- train, resume, fine-tune ---------------------------------------------------------------------
 
 def test_train_resume_finetune_and_log_format(work):
     result = caffelite('train', '-solver', 'solver.prototxt', cwd=work)
@@ -156,7 +156,7 @@ def test_progress_display_erases_itself():
     assert stream.getvalue().endswith('\r\x1b[K')
 
 
-# -- error paths -----------------------------------------------------------------------------------
+# -- error paths ----------------------------------------------------------------------------------
 
 def test_missing_solver_file(work):
     assert_fails(caffelite('train', '--solver', 'nope.prototxt', cwd=work),
@@ -231,7 +231,7 @@ def test_gpu_without_cupy_is_a_clear_error(work):
                  'several GPUs')
 
 
-# -- test, time, device_query ----------------------------------------------------------------------
+# -- test, time, device_query ---------------------------------------------------------------------
 
 def test_test_command_prints_batches_and_means(work):
     from caffelite.net import Net
@@ -282,3 +282,69 @@ def test_flags_take_one_or_two_dashes():
     assert parser.parse_args(['time', '-model', 'm']).phase == 'TRAIN'
     assert parser.parse_args(['train', '-solver', 's']).sigint_effect == 'stop'
     assert parser.parse_args(['train', '-solver', 's']).sighup_effect == 'snapshot'
+
+
+# -- tools: the digits set, the LeNet example, the log plotter ------------------------------------
+
+def test_make_digits_and_the_lenet_example(tmp_path, monkeypatch):
+    """The shipped LeNet solver/net run on a small generated set (from another folder)."""
+    from tools import make_digits
+    from caffelite.solver import get_solver
+    from caffelite.solvers.params import read_solver_param
+    assert make_digits.main(['--out', str(tmp_path / 'data' / 'digits'), '--train', '70',
+                             '--test', '30', '--seed', '3']) == 0
+    import h5py
+    with h5py.File(tmp_path / 'data' / 'digits' / 'digits_train.h5', 'r') as f:
+        data, label = f['data'][()], f['label'][()]
+    assert data.shape == (70, 1, 28, 28) and data.dtype == np.float32
+    assert 0 <= data.min() and data.max() <= 1 and data.std() > 0.1
+    assert set(np.unique(label)) <= set(range(10)) and len(np.unique(label)) > 5
+    assert (tmp_path / 'data' / 'digits' / 'train.txt').read_text() == 'digits_train.h5\n'
+
+    monkeypatch.chdir(tmp_path)
+    path = str(REPO / 'prototxt' / 'lenet_solver.prototxt')
+    param = read_solver_param(path)
+    assert (param.base_lr, param.momentum, param.lr_policy) == (
+        pytest.approx(0.01), pytest.approx(0.9), 'inv')
+    param.max_iter, param.test_iter[0], param.snapshot = 2, 1, 0
+    param.snapshot_after_train = False
+    solver = get_solver(param, solver_path=path)
+    assert [n for n in solver.net._layer_names] == ['mnist', 'conv1', 'pool1', 'conv2', 'pool2',
+                                                    'ip1', 'relu1', 'ip2', 'loss']
+    assert [p.shape for p in solver.net.learnable_params] == [
+        (20, 1, 5, 5), (20,), (50, 20, 5, 5), (50,), (500, 800), (500,), (10, 500), (10,)]
+    solver.solve()
+    assert solver.iter == 2
+    assert 'accuracy' in solver.test_nets[0].outputs
+
+
+LOG = '''I1125 10:00:00.000000  1 solver.cpp:1] Solving LeNet
+I1125 10:00:00.100000  1 solver.cpp:2] Iteration 0, Testing net (#0)
+I1125 10:00:00.200000  1 solver.cpp:3]     Test net output #0: accuracy = 0.1
+I1125 10:00:00.200000  1 solver.cpp:3]     Test net output #1: loss = 2.3 (* 1 = 2.3 loss)
+I1125 10:00:00.300000  1 solver.cpp:4] Iteration 0 (0 iter/s, 0.1s/100 iters), loss = 2.31
+I1125 10:00:00.300000  1 solver.cpp:4]     Train net output #0: loss = 2.31 (* 1 = 2.31 loss)
+I1125 10:00:01.300000  1 solver.cpp:4] Iteration 100 (100 iter/s, 1s/100 iters), loss = 0.5
+I1125 10:00:02.100000  1 solver.cpp:2] Iteration 200, Testing net (#0)
+I1125 10:00:02.200000  1 solver.cpp:3]     Test net output #0: accuracy = 0.9
+I1125 10:00:02.200000  1 solver.cpp:3]     Test net output #1: loss = 0.3 (* 1 = 0.3 loss)
+I1125 10:00:02.300000  1 solver.cpp:4] Iteration 200, loss = 0.25
+'''
+
+
+def test_plot_training_log(tmp_path):
+    from tools import plot_training_log
+    series = plot_training_log.parse_log(LOG.splitlines())
+    assert series['train loss'] == [(0, 2.31), (100, 0.5), (200, 0.25)]
+    assert series['test accuracy'] == [(0, 0.1), (200, 0.9)]
+    assert series['test loss'] == [(0, 2.3), (200, 0.3)]
+    (tmp_path / 'train.log').write_text(LOG)
+    png = tmp_path / 'curves.png'
+    assert plot_training_log.main([str(tmp_path / 'train.log'), str(png)]) == 0
+    from PIL import Image
+    with Image.open(png) as image:
+        assert image.format == 'PNG' and image.size[0] > 500
+        colours = np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0)
+        assert len(colours) > 3                          # curves drawn in colour
+    (tmp_path / 'empty.log').write_text('nothing here\n')
+    assert plot_training_log.main([str(tmp_path / 'empty.log'), str(png)]) == 1

@@ -188,3 +188,33 @@ def test_activity_clip_averaging_exact():
     np.testing.assert_allclose(fuse([[1.0, 0.0]], [[0.25, 0.75]], 2 / 3), [[0.5, 0.5]])
     with pytest.raises(ValueError):
         video_scores(scores, vids, 4)                  # video 3 has no clip
+
+
+def test_video_description_streams(tmp_path):
+    """tools/video_description.prepare: the encoder sequence splits the CRF max vector into its
+    subject / verb / object blocks, the decoder's cont keeps the encoder state at step 0, and
+    the CRF vector is repeated on the T rows of its caption's block."""
+    import h5py
+    from tools import make_video_description, video_description as vd
+    make_video_description.generate(str(tmp_path), num_train=30, num_test=5, seed=1)
+    vd.prepare(str(tmp_path))
+    with h5py.File(tmp_path / "h5_train" / "batch_0.h5", "r") as f:
+        a = {k: f[k][:] for k in f}
+    T = vd.T
+    blocks = a["crf_max"].reshape(-1, T, vd.N, 23)
+    assert np.all(blocks == blocks[:, :1])                       # constant within a block
+    enc = a["enc_input"].reshape(-1, T, vd.N, 23)
+    np.testing.assert_array_equal(enc[:, :3].sum(axis=1), blocks[:, 0])
+    assert np.all(enc[:, 3:] == 0)
+    assert np.all(enc[:, :3].sum(axis=3) == 1)                   # one one-hot block per step
+    np.testing.assert_array_equal(a["enc_cont"].reshape(-1, T, vd.N)[:, :3],
+                                  np.broadcast_to([[0], [1], [1]], (len(enc), 3, vd.N)))
+    cont = a["cont_sentence"].reshape(-1, T, vd.N)
+    dec = a["dec_cont"].reshape(-1, T, vd.N)
+    assert np.all(cont[:, 0] == 0) and np.all(dec[:, 0] == 1)
+    np.testing.assert_array_equal(dec[:, 1:], cont[:, 1:])
+    seq = vd.encoder_sequence(np.eye(23)[[0, 5, 13]])
+    assert seq.shape == (3, 3, 23)
+    np.testing.assert_array_equal(seq.sum(axis=0), np.eye(23)[[0, 5, 13]])
+    np.testing.assert_array_equal(seq[1, 0], 0)                  # subject one-hot not at step 1
+    assert seq[0, 0, 0] == 1 and seq[1, 1, 5] == 1 and seq[2, 2, 13] == 1

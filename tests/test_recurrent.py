@@ -332,7 +332,6 @@ def test_state_carries_over_between_forward_passes(kind):
 
     # cont[0] = 0 for every stream: the carried state has no effect.
     again = [blob(x[:2]), blob(cont[:2])]
-    chunked.reshape(again, [Blob(dtype=np.float64)])
     out = [Blob(dtype=np.float64)]
     chunked.reshape(again, out)
     chunked.forward(again, out)

@@ -83,7 +83,7 @@ def params_of(solver):
     return [p.data.copy() for p in solver.net.learnable_params]
 
 
-# -- update rules against hand-computed steps -------------------------------------------------
+# -- update rules against hand-computed steps -----------------------------------------------------
 
 def reference_steps(kind, w0, grads, lr, lr_mult, decay_mult, hp):
     """Caffe's rules written out in float64: normalize (none), L2 regularize, update, W -= u."""
@@ -281,7 +281,7 @@ def test_bad_lr_policy_is_rejected_at_construction(fields, message):
         get_solver(solver_param(base_lr=0.1, **fields))
 
 
-# -- regularization, clipping, iter_size, average_loss ---------------------------------------------
+# -- regularization, clipping, iter_size, average_loss --------------------------------------------
 
 @pytest.mark.parametrize('kind', ['L1', 'L2'])
 def test_regularization_l1_uses_sign_l2_uses_weights(kind):
@@ -519,6 +519,18 @@ def test_restore_finds_weights_beside_a_moved_state(tmp_path):
         assert np.array_equal(a, b)
 
 
+def test_snapshot_prefix_checks(tmp_path):
+    with pytest.raises(CaffeliteError, match='no snapshot_prefix'):
+        make(snapshot=10)
+    (tmp_path / 'file').write_text('')
+    with pytest.raises(CaffeliteError, match='cannot write to snapshot prefix'):
+        make(snapshot=10, snapshot_prefix=str(tmp_path / 'file' / 'x'))
+    solver = make(RANDOM_NET, max_iter=1)            # no prefix: the final snapshot is skipped
+    solver.solve()
+    with pytest.raises(CaffeliteError, match='no snapshot_prefix'):
+        solver.snapshot()
+
+
 def test_fine_tune_weights_are_copied(tmp_path):
     source = make(RANDOM_NET, random_seed=1)
     path = str(tmp_path / 'w.caffemodel')
@@ -528,7 +540,7 @@ def test_fine_tune_weights_are_copied(tmp_path):
         assert np.array_equal(a, b)
 
 
-# -- log lines, signals, non-finite losses ----------------------------------------------------------
+# -- log lines, signals, non-finite losses --------------------------------------------------------
 
 def test_log_lines_follow_caffe(tmp_path, caplog):
     solver = get_solver(solver_param(
@@ -603,7 +615,7 @@ def test_non_finite_loss_names_iteration_and_first_layer():
         solver.step(3)
 
 
-# -- nets and paths --------------------------------------------------------------------------------
+# -- nets and paths -------------------------------------------------------------------------------
 
 def test_paths_fall_back_to_the_solver_folder(tmp_path, monkeypatch):
     folder = tmp_path / 'models'
@@ -613,12 +625,14 @@ def test_paths_fall_back_to_the_solver_folder(tmp_path, monkeypatch):
         'net: "net.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\ntest_iter: 1\n'
         'test_interval: 5\nsnapshot_prefix: "snaps/x"\n')
     monkeypatch.chdir(tmp_path)
+    (folder / 'snaps').mkdir()
     solver = SGDSolver(str(folder / 'solver.prototxt'))
     assert len(solver.test_nets) == 1
-    assert solver.snapshot_prefix == 'snaps/x'            # no folder anywhere: cwd
-    (folder / 'snaps').mkdir()
-    assert SGDSolver(str(folder / 'solver.prototxt')).snapshot_prefix == \
-        os.path.join(str(folder), 'snaps/x')
+    assert solver.snapshot_prefix == os.path.join(str(folder), 'snaps/x')
+    (folder / 'snaps').rmdir()
+    solver = SGDSolver(str(folder / 'solver.prototxt'))
+    assert solver.snapshot_prefix == 'snaps/x'            # no folder anywhere: cwd, created
+    assert (tmp_path / 'snaps').is_dir() and not os.listdir(tmp_path / 'snaps')
     (folder / 'solver.prototxt').write_text('net: "nowhere.prototxt"\nlr_policy: "fixed"\n')
     with pytest.raises(CaffeliteError) as err:
         SGDSolver(str(folder / 'solver.prototxt'))

@@ -6,6 +6,8 @@
         --images data/shapes_captions/images --method beam --beam-size 3 --out res.json
     python tools/evaluate_captions.py --results res.json \\
         --captions data/shapes_captions/captions_val.json
+    python tools/caption.py --baseline random-train \
+        --captions data/shapes_captions/captions_val.json     # model-free reference point
 
 Two deploy nets share the trained weights by layer name (as LRCN's captioner):
   * the image net (``prototxt/lrcn_deploy_image.prototxt``): images (N x 3 x H x W, BGR,

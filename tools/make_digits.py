@@ -72,10 +72,10 @@ def _padded_segments(labels):
 
 def _random_affine(rng, n):
     """(N, 2, 2) matrices and (N, 2) offsets mapping template space to pixels."""
-    angle = rng.normal(0, 0.16, n)
-    scale = rng.uniform(0.72, 0.95, n) * SIZE
+    angle = rng.normal(0, 0.22, n)
+    scale = rng.uniform(0.62, 0.95, n) * SIZE
     aspect = rng.uniform(0.8, 1.15, n)
-    shear = rng.normal(0, 0.15, n)
+    shear = rng.normal(0, 0.22, n)
     cos, sin = np.cos(angle), np.sin(angle)
     rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
     stretch = np.zeros((n, 2, 2))
@@ -83,7 +83,7 @@ def _random_affine(rng, n):
     stretch[:, 0, 1] = scale * shear
     stretch[:, 1, 1] = scale
     matrix = rot @ stretch
-    offset = SIZE / 2 + rng.normal(0, 1.3, (n, 2))
+    offset = SIZE / 2 + rng.normal(0, 1.8, (n, 2))
     return matrix, offset
 
 
@@ -91,15 +91,15 @@ def render(labels, rng):
     """float32 (N, 1, 28, 28) images in [0, 1] of the given digits."""
     n = len(labels)
     seg, valid = _padded_segments(labels)
-    # Smooth wobble: each segment end point moves a little (shared along a stroke in spirit).
-    seg = seg + rng.normal(0, 0.025, seg.shape) * valid[:, :, None, None]
+    # Wobble: every segment end point moves a little on its own (strokes may break slightly).
+    seg = seg + rng.normal(0, 0.04, seg.shape) * valid[:, :, None, None]
     matrix, offset = _random_affine(rng, n)
     centred = seg - 0.5
     pts = np.einsum('nij,nsej->nsei', matrix, centred) + offset[:, None, None, :]
     a, b = pts[:, :, 0, :], pts[:, :, 1, :]                       # (N, S, 2)
     ys, xs = np.mgrid[0:SIZE, 0:SIZE] + 0.5
     grid = np.stack([xs.ravel(), ys.ravel()], axis=1)             # (P, 2)
-    width = rng.uniform(0.9, 1.9, n)[:, None]
+    width = rng.uniform(0.7, 2.0, n)[:, None]
     images = np.empty((n, SIZE * SIZE))
     chunk = 512
     for start in range(0, n, chunk):                              # bounded memory only
@@ -110,7 +110,7 @@ def render(labels, rng):
         dist = np.linalg.norm(ap - t[..., None] * ab, axis=-1).min(axis=1)   # (C, P)
         images[sl] = np.clip(width[sl] + 0.5 - dist, 0, 1)
     images *= rng.uniform(0.75, 1.0, (n, 1))
-    images += rng.normal(0, 0.04, images.shape)
+    images += rng.normal(0, 0.08, images.shape)
     return np.clip(images, 0, 1).astype(np.float32).reshape(n, 1, SIZE, SIZE)
 
 

@@ -13,6 +13,7 @@ from .. import backend
 from ..data_transformer import DataTransformer, load_image, resolve_path
 from ..errors import LayerError
 from ..filler import fill
+from ..parallel.context import WorkerAttribute, shard_rng
 from ..prefetch import Prefetcher
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
@@ -342,8 +343,8 @@ class HDF5DataLayer(PrefetchingDataLayer):
     time-major streams, so batch_size T gives a T x N batch. Like Caffe, no transform_param.
     """
     min_top = 1
-    solver_rank = 0
-    solver_count = 1
+    solver_rank = WorkerAttribute('rank')     # caffelite.parallel.current(), unless assigned
+    solver_count = WorkerAttribute('size')
 
     def make_source(self, top):
         p = self.layer_param.hdf5_data_param
@@ -360,8 +361,9 @@ class HDF5DataLayer(PrefetchingDataLayer):
                              f'{len(names)} names for {len(top)} tops')
         shapes = _check_hdf5_files(files, list_file, names)
         count = self.solver_count if self.phase == pb.TRAIN else 1
-        source = HDF5Source(files, list_file, names, p.batch_size, p.shuffle, self.rng,
-                            self.dtype, rank=self.solver_rank, count=count)
+        rng = shard_rng(self.rng, self.name) if count > 1 else self.rng  # same on all ranks
+        source = HDF5Source(files, list_file, names, p.batch_size, p.shuffle, rng,
+                            self.dtype, rank=self.solver_rank if count > 1 else 0, count=count)
         return source, [(p.batch_size,) + s for s in shapes]
 
 

@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 from ..data_transformer import DataTransformer, load_image, resolve_path
 from ..errors import CaffeliteError, LayerError
 from ..proto import caffelite_pb2 as pb
+from ..parallel.context import WorkerAttribute, shard_rng
 from .base import register
 from .data import PrefetchingDataLayer, _source_dir
 
@@ -423,8 +424,8 @@ class DataLayer(PrefetchingDataLayer):
     """
     min_top = 1
     max_top = 2
-    solver_rank = 0
-    solver_count = 1
+    solver_rank = WorkerAttribute('rank')     # caffelite.parallel.current(), unless assigned
+    solver_count = WorkerAttribute('size')
 
     def setup(self, bottom, top):
         p = self.layer_param.data_param
@@ -460,11 +461,12 @@ class DataLayer(PrefetchingDataLayer):
             raise LayerError(f'{where} has no records')
         image, _ = record_to_item(first[0], first[1], color, where)
         shape = transformer.output_shape(*image.shape)
-        skip = 0
-        if p.rand_skip:
-            skip = int(self.rng.integers(0, p.rand_skip))
         count = max(int(self.solver_count), 1) if self.phase == pb.TRAIN else 1
         rank = int(self.solver_rank) if count > 1 else 0
+        skip = 0
+        if p.rand_skip:     # one skip for all ranks, so that their shards stay disjoint
+            skip_rng = shard_rng(self.rng, self.name) if count > 1 else self.rng
+            skip = int(skip_rng.integers(0, p.rand_skip))
         source = DatumSource(reader, int(p.batch_size), transformer, self.rng, self.dtype,
                              color, skip, rank, count)
         return source, [(p.batch_size,) + shape, (p.batch_size,)][:len(top)]

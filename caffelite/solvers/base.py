@@ -70,6 +70,9 @@ class Solver:
         self.on_start, self.on_gradients_ready = [], []
         self._action_function = None
         self.check_param()
+        self.snapshot_prefix = resolve_output_prefix(param.snapshot_prefix, self.base_dir) \
+            if param.HasField('snapshot_prefix') else None
+        self._check_snapshot_folder()
         if param.HasField('type') and param.type != self.type:
             logger.warning('the solver file asks for type "%s"; running %s as constructed',
                            param.type, self.type)
@@ -86,8 +89,6 @@ class Solver:
         self.smoothed_loss = 0.0
         self._losses = []
         self.requested_early_exit = False
-        self.snapshot_prefix = resolve_output_prefix(param.snapshot_prefix, self.base_dir) \
-            if param.HasField('snapshot_prefix') else None
         self.history = []
         self.pre_solve()
 
@@ -131,6 +132,27 @@ class Solver:
         """Create the history blobs (one per learnable parameter, zeros; Caffe's PreSolve)."""
         self.history = [Blob(p.shape, p.dtype) for p in self.net.learnable_params]
 
+    def _check_snapshot_folder(self):
+        """Caffe's CheckSnapshotWritePermissions, up front: periodic snapshots need a prefix,
+        and the prefix's folder must be writable (it is created if missing)."""
+        p = self.param
+        if p.snapshot and not self.snapshot_prefix:
+            raise CaffeliteError('the solver asks for a snapshot every '
+                                 f'{p.snapshot} iterations but has no snapshot_prefix')
+        if not self.snapshot_prefix or not (p.snapshot or p.snapshot_after_train):
+            return
+        folder = os.path.dirname(self.snapshot_prefix) or '.'
+        try:
+            os.makedirs(folder, exist_ok=True)
+            probe = f'{self.snapshot_prefix}_iter_0.tempfile'
+            with open(probe, 'w'):
+                pass
+            os.remove(probe)
+        except OSError as err:
+            raise CaffeliteError(f'cannot write to snapshot prefix "{p.snapshot_prefix}" '
+                                 f'({err.strerror}); make sure that folder {folder} is '
+                                 f'writable') from None
+
     # -- callbacks and signals --------------------------------------------------------------------
     def add_callback(self, on_start=None, on_gradients_ready=None):
         """pycaffe's add_callback: functions called (without arguments) at the start of each
@@ -162,7 +184,7 @@ class Solver:
         start_iter = self.iter
         self.step(p.max_iter - self.iter)
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
-            self.snapshot()
+            self._auto_snapshot()
         if self.requested_early_exit:
             logger.info('Optimization stopped early.')
             return
@@ -202,7 +224,7 @@ class Solver:
             self.iter += 1
             request = self.get_requested_action()
             if (p.snapshot and self.iter % p.snapshot == 0) or request == signals.SNAPSHOT:
-                self.snapshot()
+                self._auto_snapshot()
             if request == signals.STOP:
                 self.requested_early_exit = True
                 break
@@ -352,7 +374,7 @@ class Solver:
             request = self.get_requested_action()
             while request != signals.NONE:
                 if request == signals.SNAPSHOT:
-                    self.snapshot()
+                    self._auto_snapshot()
                 elif request == signals.STOP:
                     self.requested_early_exit = True
                 request = self.get_requested_action()
@@ -386,6 +408,15 @@ class Solver:
         if not self.snapshot_prefix:
             raise CaffeliteError('cannot snapshot: the solver has no snapshot_prefix')
         return f'{self.snapshot_prefix}_iter_{self.iter}{extension}'
+
+    def _auto_snapshot(self):
+        """A snapshot the loop decided on (periodic, after training, on a signal); without a
+        snapshot_prefix (a SolverParameter built in code) it is skipped with a warning."""
+        if not self.snapshot_prefix:
+            logger.warning('no snapshot_prefix: not writing the snapshot of iteration %d',
+                           self.iter)
+            return None
+        return self.snapshot()
 
     def snapshot(self):
         """Write ``<prefix>_iter_N.caffemodel`` and ``.solverstate`` (or the .h5 pair); each
