@@ -8,6 +8,7 @@ backward (no gradient for the input data, as in Caffe).
 
     python benchmarks/bench_convnets.py [--batch 16] [--lenet-batch 64] [--runs 5]
                                         [--threads N] [--profile] [--nets lenet,caffenet]
+                                        [--clock wall|cpu] [--no-torch]
 
 --profile adds caffelite's per-layer forward/backward times (Caffe's `caffe time`).
 See benchmarks/README.md for the environment to run it in.
@@ -60,18 +61,18 @@ def limit_numpy_threads(n):
 # --------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------
-def time_interleaved(steps, warmup, runs):
+def time_interleaved(steps, warmup, runs, clock=time.perf_counter):
     """Run the steps in turn (a, b, a, b, ...) so that both see the same machine load;
-    returns per step its list of times in ms."""
+    returns per step its list of times in ms (``clock``: wall or process CPU time)."""
     for _ in range(warmup):
         for step in steps:
             step()
     times = [[] for _ in steps]
     for _ in range(runs):
         for step, record in zip(steps, times):
-            start = time.perf_counter()
+            start = clock()
             step()
-            record.append((time.perf_counter() - start) * 1e3)
+            record.append((clock() - start) * 1e3)
     return times
 
 
@@ -180,6 +181,9 @@ def main(argv=None):
     ap.add_argument('--nets', default='lenet,caffenet')
     ap.add_argument('--profile', action='store_true', help='per-layer caffelite times')
     ap.add_argument('--no-torch', action='store_true', help='time caffelite only')
+    ap.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
+                    help='wall time, or process CPU time (all threads summed: steadier on a '
+                         'shared machine, comparable across frameworks only with 1 thread)')
     args = ap.parse_args(argv)
 
     threads, how = numpy_blas_threads()
@@ -202,7 +206,7 @@ def main(argv=None):
     print(f'numpy {np.__version__}, BLAS threads {threads} ({how})'
           + (f'; torch {torch.__version__}, {torch.get_num_threads()} threads' if torch else ''))
     print(f'median of {args.runs} runs after {args.warmup} warm-up (caffelite and torch '
-          f'interleaved); forward + backward, float32')
+          f'interleaved); forward + backward, float32; {args.clock} clock')
 
     rows = []
     for name in [n.strip() for n in args.nets.split(',') if n.strip()]:
@@ -211,7 +215,8 @@ def main(argv=None):
         steps = [caffelite_step(net)]
         if torch is not None:
             steps.append(torch_step(torch, name, batch))
-        times = time_interleaved(steps, args.warmup, args.runs)
+        clock = time.process_time if args.clock == 'cpu' else time.perf_counter
+        times = time_interleaved(steps, args.warmup, args.runs, clock)
         ours = statistics.median(times[0])
         line = f'{name:<9} batch {batch:<4} caffelite {ours:8.1f} ms (min {min(times[0]):.1f})'
         theirs = None

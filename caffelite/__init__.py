@@ -12,6 +12,8 @@ from . import coord_map, draw, io  # noqa: F401  (pycaffe's caffe.io, caffe.draw
 from .classifier import Classifier, Detector
 from .net_spec import NetSpec, params, to_proto
 from .pycaffe_net import attach as _attach_pycaffe
+from .solver import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver,
+                     SGDSolver, Solver, get_solver)
 
 _attach_pycaffe(Net)
 

@@ -9,6 +9,7 @@ Flags take one dash or two (``-solver x``, ``--solver=x``), as Caffe's gflags do
 to stdout in glog's format; a CaffeliteError prints one message on stderr and exits with 1.
 """
 import argparse
+import importlib
 import os
 import platform
 import sys
@@ -43,7 +44,9 @@ def _device_flags(parser, phase_default=None):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='caffelite', allow_abbrev=False,
-        description='Caffe, rebuilt on NumPy/CuPy: train, test and time nets from prototxt.')
+        description='Caffe, rebuilt on NumPy/CuPy: train, test and time nets from prototxt.',
+        epilog='Caffe\'s tools run the same way: caffelite ' + ' | '.join(CAFFE_TOOLS) +
+               ' [their Caffe flags and arguments]')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
 
     train = commands.add_parser('train', allow_abbrev=False, help='train or fine-tune a model')
@@ -280,7 +283,7 @@ def time_command(args, handler):
                                                     layer.forward(bottom, top)))
         forward_total += time.perf_counter() - iteration_start
         backward_start = time.perf_counter()
-        net._seed_loss_diffs()
+        net.seed_loss_diffs()
         for i in reversed(range(n)):
             if net.layer_need_backward[i]:
                 bottom, top, layer = net.bottom_vecs[i], net.top_vecs[i], layers[i]
@@ -362,7 +365,15 @@ def device_query_command(args, handler):
 
 
 # -- entry point ----------------------------------------------------------------------------------
+# Caffe's companion tools (caffelite/tools/); each parses its own Caffe-style flags.
+CAFFE_TOOLS = ('convert_imageset', 'compute_image_mean', 'extract_features',
+               'upgrade_net_proto_text', 'upgrade_net_proto_binary', 'upgrade_solver_proto_text')
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in CAFFE_TOOLS:
+        return importlib.import_module(f'.tools.{argv[0]}', __package__).main(argv[1:])
     args = build_parser().parse_args(argv)
     handler = glog_handler(sys.stdout)
     try:

@@ -112,7 +112,7 @@ def check_net_gradient(net, check_inputs=True, eps=1e-5, rtol=1e-4, atol=1e-6, m
 
     net.clear_param_diffs()
     loss()
-    net._seed_loss_diffs()
+    net.seed_loss_diffs()
     net.backward_from_to(last, 0)
     targets = [(f'param {k}', blob, blob.diff.copy()) for k, blob in
                enumerate(net.learnable_params)]

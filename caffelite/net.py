@@ -266,7 +266,8 @@ class Net:
                 self._run_layer(i, lambda: layer.backward(top, self.bottom_need_backward[i],
                                                           bottom))
 
-    def _seed_loss_diffs(self):
+    def seed_loss_diffs(self):
+        """Set each loss top's diff to its loss weight (where backward starts)."""
         xp = backend.xp()
         for i, j, weight in self._loss_tops:
             top = self.top_vecs[i][j]
@@ -292,7 +293,7 @@ class Net:
     def backward(self, diffs=None, start=None, end=None, **top_diffs):
         """pycaffe's backward: loss tops get their loss weight as diff, ``top_diffs`` set
         output diffs; return the input blobs' diffs (plus those named in ``diffs``)."""
-        self._seed_loss_diffs()
+        self.seed_loss_diffs()
         for name, array in top_diffs.items():
             if name not in self.blobs:
                 raise CaffeliteError(f'{self.source}: backward() got "{name}", which is not a '
@@ -308,7 +309,7 @@ class Net:
     def forward_backward(self):
         """One forward and one backward over the whole net; returns the loss."""
         loss = self.forward_from_to(0, len(self.layers) - 1)
-        self._seed_loss_diffs()
+        self.seed_loss_diffs()
         self.backward_from_to(len(self.layers) - 1, 0)
         return loss
 

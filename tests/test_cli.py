@@ -348,3 +348,14 @@ def test_plot_training_log(tmp_path):
         assert len(colours) > 3                          # curves drawn in colour
     (tmp_path / 'empty.log').write_text('nothing here\n')
     assert plot_training_log.main([str(tmp_path / 'empty.log'), str(png)]) == 1
+
+
+def test_caffe_tools_run_as_subcommands(work):
+    old = work / 'old.prototxt'
+    old.write_text('name: "v1"\nlayers { name: "ip" type: INNER_PRODUCT bottom: "data" '
+                   'top: "ip" blobs_lr: 2 inner_product_param { num_output: 3 } }\n')
+    result = caffelite('upgrade_net_proto_text', 'old.prototxt', 'new.prototxt', cwd=work)
+    assert result.returncode == 0, result.stderr
+    text = (work / 'new.prototxt').read_text()
+    assert 'type: "InnerProduct"' in text and 'lr_mult: 2' in text
+    assert caffelite('compute_image_mean', cwd=work).returncode != 0

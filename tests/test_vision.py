@@ -243,6 +243,30 @@ def test_convolution_3d_and_axis():
     np.testing.assert_allclose(y.reshape(ref.shape), ref, rtol=1e-10, atol=1e-10)
 
 
+def test_convolution_results_do_not_alias_scratch_buffers():
+    """Column buffers are reused between calls; tops and bottom diffs must not be."""
+    text = f'type: "Convolution" convolution_param {{ num_output: 1 kernel_size: 1 {FILLERS} }}'
+    first, second = make(text), make(text)
+    x1, x2 = blob(gaussian((1, 1, 3, 3), 1)), blob(gaussian((1, 1, 3, 3), 2))
+    t1, t2 = tops(), tops()
+    run(first, [x1], t1)
+    y1 = t1[0].data.copy()
+    t1[0].diff[...] = 1
+    first.backward(t1, [True], [x1])
+    dx1 = x1.diff.copy()
+    run(second, [x2], t2)
+    t2[0].diff[...] = 2
+    second.backward(t2, [True], [x2])
+    np.testing.assert_array_equal(t1[0].data, y1)
+    np.testing.assert_array_equal(x1.diff, dx1)
+    deconv = make(text.replace('Convolution', 'Deconvolution'))
+    t3 = tops()
+    run(deconv, [x1], t3)
+    y3 = t3[0].data.copy()
+    run(make(text.replace('Convolution', 'Deconvolution')), [x2], tops())
+    np.testing.assert_array_equal(t3[0].data, y3)
+
+
 def test_convolution_without_spatial_axes_is_inner_product():
     layer = make(f'type: "Convolution" convolution_param {{ num_output: 3 {FILLERS} }}')
     x = gaussian((4, 5))

@@ -16,10 +16,43 @@ read zero).
 ``im2col`` copies one strided view of the zero-padded input (no Python loop); ``col2im``
 accumulates into the padded input with one strided add per kernel offset (windows overlap, so
 the offsets must be summed one at a time).
+
+Column buffers are large (C k^2 times the input) and short-lived, so the convolution layers
+keep them in ``workspace`` buffers reused from call to call (Caffe's col_buffer_, but shared
+by all layers of a thread):
+freshly allocated arrays of that size cost more in page faults than the copy itself.
 """
 import itertools
+import threading
+
+import numpy as np
 
 from ..backend import get_array_module
+
+_workspaces = threading.local()
+
+
+def workspace(xp, shape, dtype, slot):
+    """A scratch array of ``shape`` whose memory is reused by the next call for the same
+    ``slot`` (per thread, backend and dtype). Its contents are garbage; the caller must be
+    done with it before the slot is requested again."""
+    cache = getattr(_workspaces, 'buffers', None)
+    if cache is None:
+        cache = _workspaces.buffers = {}
+    dtype = np.dtype(dtype)
+    device = xp.cuda.runtime.getDevice() if xp.__name__ == 'cupy' else None
+    key = (xp.__name__, device, dtype.str, slot)
+    size = int(np.prod(shape, dtype=np.int64))
+    buf = cache.get(key)
+    if buf is None or buf.size < size:
+        cache.pop(key, None)  # free the old one first
+        buf = cache[key] = xp.empty(max(size, 1), dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def clear_workspaces():
+    """Release this thread's scratch buffers."""
+    _workspaces.buffers = {}
 
 
 def conv_output_shape(in_shape, kernel, stride, pad, dilation):
@@ -34,16 +67,21 @@ def deconv_output_shape(in_shape, kernel, stride, pad, dilation):
                  for i, k, s, p, d in zip(in_shape, kernel, stride, pad, dilation))
 
 
-def pad_spatial(x, pad, value=0, after=None):
+def pad_spatial(x, pad, value=0, after=None, slot=None):
     """``x`` (N x C x spatial) with ``pad[a]`` cells of ``value`` before each spatial axis and
-    ``after[a]`` (default ``pad[a]``) after it. Returns ``x`` itself when nothing is added."""
+    ``after[a]`` (default ``pad[a]``) after it. Returns ``x`` itself when nothing is added;
+    with ``slot``, the result lives in that workspace."""
     after = pad if after is None else after
     if not any(pad) and not any(after):
         return x
     xp = get_array_module(x)
     lead = x.shape[:2]
     shape = lead + tuple(i + p + q for i, p, q in zip(x.shape[2:], pad, after))
-    out = xp.full(shape, value, dtype=x.dtype)
+    if slot is None:
+        out = xp.full(shape, value, dtype=x.dtype)
+    else:
+        out = workspace(xp, shape, x.dtype, slot)
+        out.fill(value)
     out[(Ellipsis,) + tuple(slice(p, p + i) for p, i in zip(pad, x.shape[2:]))] = x
     return out
 
@@ -74,27 +112,38 @@ def offset_slices(offset, stride, dilation, out_shape):
                  for t, s, d, o in zip(offset, stride, dilation, out_shape))
 
 
-def im2col(x, kernel, stride, pad, dilation, out_shape):
-    """x: N x C x spatial -> cols: C x k... x N x o... (contiguous, a copy)."""
+def im2col(x, kernel, stride, pad, dilation, out_shape, slot=None):
+    """x: N x C x spatial -> cols: C x k... x N x o... (contiguous, a copy; in workspace
+    ``slot`` when given)."""
     xp = get_array_module(x)
-    xpad = pad_spatial(x, pad)
-    return xp.ascontiguousarray(window_view(xpad, kernel, stride, dilation, out_shape))
+    xpad = pad_spatial(x, pad, slot=None if slot is None else slot + '.pad')
+    view = window_view(xpad, kernel, stride, dilation, out_shape)
+    if slot is None:
+        return xp.ascontiguousarray(view)
+    cols = workspace(xp, view.shape, x.dtype, slot)
+    cols[...] = view
+    return cols
 
 
-def col2im(cols, x_shape, kernel, stride, pad, dilation, out_shape):
+def col2im(cols, x_shape, kernel, stride, pad, dilation, out_shape, slot=None):
     """The adjoint of ``im2col``: sums each column entry back onto the input cell it was read
-    from. cols: C x k... x N x o...; returns a contiguous N x C x spatial array."""
+    from. cols: C x k... x N x o...; returns a new contiguous N x C x spatial array (the
+    accumulator lives in workspace ``slot`` when given)."""
     xp = get_array_module(cols)
     n, c = x_shape[:2]
     spatial = tuple(x_shape[2:])
     padded = tuple(i + 2 * p for i, p in zip(spatial, pad))
     # Accumulate in C x N layout (the order of cols), transpose once at the end.
-    acc = xp.zeros((c, n) + padded, dtype=cols.dtype)
+    if slot is None:
+        acc = xp.zeros((c, n) + padded, dtype=cols.dtype)
+    else:
+        acc = workspace(xp, (c, n) + padded, cols.dtype, slot)
+        acc.fill(0)
     full = (slice(None), slice(None))
     for offset in kernel_offsets(kernel):
         acc[full + offset_slices(offset, stride, dilation, out_shape)] += cols[(slice(None),) + offset]
     crop = tuple(slice(p, p + i) for p, i in zip(pad, spatial))
-    return xp.ascontiguousarray(acc[full + crop].swapaxes(0, 1))
+    return acc[full + crop].swapaxes(0, 1).copy()  # always a copy: acc may be a workspace
 
 
 def kernel_offsets(kernel):

@@ -14,7 +14,7 @@ from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
 from .im2col import (col2im, conv_output_shape, deconv_output_shape, im2col, kernel_offsets,
-                     pad_spatial)
+                     pad_spatial, workspace)
 
 
 # ------------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class ConvolutionLayer(_BaseConvolution):
         xp = get_array_module(weight)
         for b, t in zip(bottom, top):
             x = self.layout.as_ncs(b.xdata)
-            cols = im2col(x, *self._geometry(), self.out_spatial)
+            cols = im2col(x, *self._geometry(), self.out_spatial, slot='conv.cols')
             y = xp.matmul(w, cols.reshape(g, w.shape[2], -1))  # g x M/g x (N*O)
             y = self._batch_major(y, bias, n, self.num_output, out_count)
             t.xdata = y.reshape(t.shape)
@@ -212,16 +212,19 @@ class ConvolutionLayer(_BaseConvolution):
             # M x (N*O), the column order of the forward GEMM.
             dy_t = xp.ascontiguousarray(dy.transpose(1, 0, 2)).reshape(g, w.shape[1], -1)
             if want_w:
-                cols = im2col(self.layout.as_ncs(b.xdata), *self._geometry(), self.out_spatial)
+                cols = im2col(self.layout.as_ncs(b.xdata), *self._geometry(), self.out_spatial,
+                              slot='conv.cols')
                 cols = cols.reshape(g, w.shape[2], -1)
                 dw = xp.matmul(dy_t, cols.transpose(0, 2, 1))
                 self.blobs[0].xdiff += dw.reshape(weight.shape)
             if propagate_down[i]:
-                dcols = xp.matmul(w.transpose(0, 2, 1), dy_t)  # g x K/g x (N*O)
+                dcols = workspace(xp, (g, w.shape[2], dy_t.shape[2]), dy_t.dtype, 'conv.dcols')
+                xp.matmul(w.transpose(0, 2, 1), dy_t, out=dcols)  # g x K/g x (N*O)
                 dcols = dcols.reshape((self.channels,) + self.kernel + (self.layout.num,)
                                       + self.out_spatial)
                 nc_shape = (self.layout.num, self.channels) + self.layout.spatial
-                dx = col2im(dcols, nc_shape, *self._geometry(), self.out_spatial)
+                dx = col2im(dcols, nc_shape, *self._geometry(), self.out_spatial,
+                            slot='conv.acc')
                 b.xdiff = dx.reshape(b.shape)
 
 
@@ -256,9 +259,11 @@ class DeconvolutionLayer(_BaseConvolution):
         out_shape = (n, self.num_output) + self.out_spatial
         xp = get_array_module(w)
         for b, t in zip(bottom, top):
-            cols = xp.matmul(w.transpose(0, 2, 1), self._x_t(b))  # g x (M/g*K) x (N*I)
+            x_t = self._x_t(b)
+            cols = workspace(xp, (self.group, w.shape[2], x_t.shape[2]), x_t.dtype, 'conv.dcols')
+            xp.matmul(w.transpose(0, 2, 1), x_t, out=cols)  # g x (M/g*K) x (N*I)
             cols = cols.reshape((self.num_output,) + self.kernel + (n,) + in_spatial)
-            y = col2im(cols, out_shape, *self._geometry(), in_spatial)
+            y = col2im(cols, out_shape, *self._geometry(), in_spatial, slot='conv.acc')
             if bias is not None:
                 y += bias.reshape((1, -1) + (1,) * self.num_spatial_axes)
             t.xdata = y.reshape(t.shape)
@@ -273,7 +278,7 @@ class DeconvolutionLayer(_BaseConvolution):
             self._accumulate_bias_grad(dy)
             if not (want_w or propagate_down[i]):
                 continue
-            dcols = im2col(dy, *self._geometry(), self.layout.spatial)
+            dcols = im2col(dy, *self._geometry(), self.layout.spatial, slot='conv.cols')
             dcols = dcols.reshape(self.group, w.shape[2], -1)  # g x (M/g*K) x (N*I)
             if want_w:
                 dw = xp.matmul(self._x_t(b), dcols.transpose(0, 2, 1))

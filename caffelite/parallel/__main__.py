@@ -10,8 +10,8 @@ fault). Under ``mpiexec -n K`` it trains with K workers; started alone it is one
 training (``param_<i>``), with --record BLOB the blob's data after every forward
 (``record``, one row per iteration), and the solver's final iteration.
 --fail-at R:I makes rank R raise at the start of iteration I; --kill-at R:I makes it
-SIGKILL itself there (both for fault tests). --time prints the mean seconds per iteration
-(after the first) on rank 0.
+SIGKILL itself there (both for fault tests). --time prints, on rank 0, the median seconds
+per iteration (start to start, everything included) after --warmup iterations.
 """
 import argparse
 import logging
@@ -47,7 +47,9 @@ def parse_args(argv=None):
                    help='at the end, log the largest weight difference between ranks')
     p.add_argument('--fail-at', type=_rank_iter, metavar='RANK:ITER')
     p.add_argument('--kill-at', type=_rank_iter, metavar='RANK:ITER')
-    p.add_argument('--time', action='store_true', help='print seconds per iteration')
+    p.add_argument('--time', action='store_true',
+                   help='print the median seconds per iteration (after --warmup)')
+    p.add_argument('--warmup', type=int, default=1, help='iterations left out of --time')
     return p.parse_args(argv)
 
 
@@ -86,15 +88,21 @@ def run(args, context):
     stamps.append(time.perf_counter())
     if dp is not None and rank == 0:
         stats = dp.reducer.stats
+        n = max(stats['iterations'], 1)
         print(f'reduction: {len(dp.reducer.buckets)} buckets, {stats["iterations"]} '
               f'iterations, {stats["issued_during_backward"]} issued during backward, '
-              f'{stats["issued_after_backward"]} after', flush=True)
+              f'{stats["issued_after_backward"]} after; per iteration '
+              f'{stats["issue_seconds"] / n * 1e3:.2f} ms packing/issuing in backward, '
+              f'{stats["finish_seconds"] / n * 1e3:.2f} ms waiting before the update',
+              flush=True)
     if args.check_replicas and dp is not None:
         worst = dp.max_weight_difference()
         if rank == 0:
             print(f'max weight difference between ranks: {worst:g}', flush=True)
-    if args.time and rank == 0 and len(stamps) > 2:
-        print(f'seconds per iteration: {np.mean(np.diff(stamps[1:])):.6f}', flush=True)
+    steps = np.diff(stamps)[args.warmup:]
+    if args.time and rank == 0 and len(steps):
+        print(f'seconds per iteration: {np.median(steps):.6f} (median of {len(steps)}, '
+              f'min {steps.min():.6f})', flush=True)
     if args.dump:
         arrays = {f'param_{i}': blob.data for i, blob in enumerate(solver.net.learnable_params)}
         if records:

@@ -28,6 +28,7 @@ runs one layer at a time) so that after every layer the issued buckets are polle
 import logging
 import os
 import socket
+import time
 import zlib
 
 import numpy as np
@@ -191,7 +192,8 @@ class GradientAllreduce:
         self._plain_backward = None
         self._passes_left = 0
         self._next = 0          # the first bucket not issued yet
-        self.stats = {'iterations': 0, 'issued_during_backward': 0, 'issued_after_backward': 0}
+        self.stats = {'iterations': 0, 'issued_during_backward': 0, 'issued_after_backward': 0,
+                      'issue_seconds': 0.0, 'finish_seconds': 0.0}
 
     # wrapping the net's backward loop
     def install(self):
@@ -225,6 +227,7 @@ class GradientAllreduce:
     def layer_done(self, i):
         """Backward has run layer i (and every layer above it): issue the buckets that are
         now final, and give the ones in flight a chance to progress."""
+        start = time.perf_counter()
         while self._next < len(self.buckets) and self.buckets[self._next].ready_layer >= i:
             self._issue(self._next)
             self.stats['issued_during_backward'] += 1
@@ -232,6 +235,7 @@ class GradientAllreduce:
         pending = [b.request for b in self.buckets[:self._next] if b.request is not None]
         if pending:
             self.MPI.Request.Testall(pending)
+        self.stats['issue_seconds'] += time.perf_counter() - start
 
     def _issue(self, k):
         bucket = self.buckets[k]
@@ -240,6 +244,7 @@ class GradientAllreduce:
 
     def finish(self):
         """Issue the remaining buckets, wait for all, and write diff = sum / size."""
+        start = time.perf_counter()
         while self._next < len(self.buckets):
             self._issue(self._next)
             self.stats['issued_after_backward'] += 1
@@ -252,6 +257,7 @@ class GradientAllreduce:
         self._passes_left = 0
         self._next = 0
         self.stats['iterations'] += 1
+        self.stats['finish_seconds'] += time.perf_counter() - start
 
 
 # -- the solver's side --------------------------------------------------------------------------
@@ -271,6 +277,27 @@ def worker_solver_param(param, rank):
         copy.snapshot = 0
         copy.snapshot_after_train = False
     return copy
+
+
+#: Data layers that read a list in order and do not (yet) deal their records out by rank:
+#: under K workers each would read the same records as the others.
+NOT_DEALING = ('ImageData', 'VideoData', 'WindowData')
+
+
+def check_data_layers(net):
+    """Refuse a train net whose data layers would give every worker the same records
+    (a layer type of NOT_DEALING whose class does not declare ``solver_count``). HDF5Data and
+    Data deal; DummyData draws from each worker's own seed; Input, MemoryData and Python
+    layers are fed by the user's code, which reads ``caffelite.parallel.current()``."""
+    for name, layer in net.layer_dict.items():
+        if layer.type in NOT_DEALING and not hasattr(type(layer), 'solver_count'):
+            raise CaffeliteError(
+                f'layer "{name}" ({layer.type}) does not split its records among the '
+                f'workers: every worker would read the same ones (and an LRCN net, whose '
+                f'{layer.type} batches pair with HDF5Data batches, would pair the wrong '
+                f'ones). Data-parallel training supports HDF5Data and Data (records dealt by '
+                f'rank), DummyData, and Input/MemoryData/Python layers that read '
+                f'caffelite.parallel.current()')
 
 
 class DataParallel:
@@ -293,6 +320,7 @@ class DataParallel:
                                  f'{context.rank} of {context.size}')
         self.solver, self.context, self.comm = solver, context, context.comm
         self.MPI = context.MPI
+        check_data_layers(solver.net)
         self._check_same_net()
         self.reducer = reducer(solver.net) if reducer else GradientAllreduce(
             solver.net, self.comm, int(bucket_mb * 2 ** 20), overlap)
@@ -394,11 +422,49 @@ class DataParallel:
         self.reducer.uninstall()
 
 
-def context_from_environment():
-    """An MPIContext when this process was started by an MPI launcher with more than one
-    process (``mpiexec -n K``, K > 1), else None (one worker: no MPI is loaded)."""
+def context_from_environment(device_ids=()):
+    """The worker context of this process when an MPI launcher started it with more than one
+    process (``mpiexec -n K``, K > 1): an NCCLContext on GPU ``device_ids[rank]`` when
+    several GPU ids are given, else an MPIContext; None otherwise (one worker: no MPI is
+    loaded)."""
     from .context import launched_by_mpi
-    return MPIContext() if launched_by_mpi() > 1 else None
+    if launched_by_mpi() <= 1:
+        return None
+    if len(device_ids) > 1:
+        from .nccl import NCCLContext
+        return NCCLContext(device_ids)
+    return MPIContext()
+
+
+def find_mpiexec():
+    """The mpiexec beside this Python (where the mpich wheel installs it), else on PATH."""
+    import shutil
+    import sys
+    here = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
+    found = here if os.path.exists(here) else shutil.which('mpiexec')
+    if not found:
+        raise CaffeliteError('no mpiexec found: pip install "caffelite[mpi]" (it brings '
+                             'MPICH\'s mpiexec), or start the workers with your MPI\'s launcher')
+    return found
+
+
+def relaunch(workers, argv=None):
+    """Replace this process by ``mpiexec -n workers python -m caffelite ARGV`` (for
+    ``caffelite train --gpu 0,1`` typed without mpiexec). Does not return."""
+    import sys
+    argv = sys.argv[1:] if argv is None else list(argv)
+    mpiexec = find_mpiexec()
+    command = [mpiexec, '-n', str(int(workers)), sys.executable, '-m', 'caffelite', *argv]
+    logger.info('Starting %d workers: %s', workers, ' '.join(command))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(mpiexec, command)
+
+
+def quiet_unless_root(context):
+    """Rank 0 alone logs: the other ranks' ``caffelite`` logger keeps warnings and errors."""
+    if not context.is_root:
+        logger.setLevel(logging.WARNING)
 
 
 def data_parallel_solver(param, context, solver_path=None, bucket_mb=DEFAULT_BUCKET_MB,
@@ -406,12 +472,16 @@ def data_parallel_solver(param, context, solver_path=None, bucket_mb=DEFAULT_BUC
     """Build worker ``context.rank``'s solver for SolverParameter ``param`` and attach it:
     returns (solver, DataParallel). The context is installed as current (process-wide, for
     the rest of the run) before the nets are built, so the data layers deal the records out;
-    ranks other than 0 log warnings only."""
+    ranks other than 0 log warnings only. An NCCLContext gets the NCCL gradient reducer."""
     from ..solvers import get_solver
     from .context import set_current
+    if reducer is None and context.kind == 'nccl':
+        from .nccl import NCCLGradientAllreduce
+
+        def reducer(net):
+            return NCCLGradientAllreduce(net, context, int(bucket_mb * 2 ** 20), overlap)
     set_current(context)
-    if not context.is_root:
-        logger.setLevel(logging.WARNING)
+    quiet_unless_root(context)
     solver = get_solver(worker_solver_param(param, context.rank), rank=context.rank,
                         world_size=context.size, solver_path=solver_path)
     return solver, DataParallel(solver, context, bucket_mb=bucket_mb, overlap=overlap,

@@ -10,12 +10,16 @@ compute stream (an event) before each bucket, so the reduction overlaps the rest
 backward on the GPU without any polling.
 
     mpiexec -n 2 caffelite train --solver S.prototxt --gpu 0,1     # rank r uses GPU ids[r]
+    caffelite train --solver S.prototxt --gpu 0,1       # the same: relaunches under mpiexec
+
+``mpi.context_from_environment(device_ids)`` makes the NCCLContext when several ids are given,
+and ``mpi.data_parallel_solver`` then uses NCCLGradientAllreduce.
 """
 import numpy as np
 
 from .. import backend
 from ..errors import CaffeliteError
-from .mpi import DEFAULT_BUCKET_MB, DataParallel, GradientAllreduce, MPIContext, make_buckets
+from .mpi import DEFAULT_BUCKET_MB, GradientAllreduce, MPIContext
 
 
 def nccl_modules():
@@ -132,17 +136,4 @@ class NCCLGradientAllreduce(GradientAllreduce):
         self.stats['iterations'] += 1
 
 
-def nccl_data_parallel_solver(param, context, solver_path=None, bucket_mb=DEFAULT_BUCKET_MB,
-                              overlap=True):
-    """mpi.data_parallel_solver with the gradients reduced over NCCL (``context`` an
-    NCCLContext: the backend is already on the worker's GPU)."""
-    from .mpi import data_parallel_solver
-
-    def reducer(net):
-        return NCCLGradientAllreduce(net, context, int(bucket_mb * 2 ** 20), overlap)
-    return data_parallel_solver(param, context, solver_path, bucket_mb, overlap,
-                                reducer=reducer)
-
-
-__all__ = ['NCCLContext', 'NCCLGradientAllreduce', 'nccl_data_parallel_solver',
-           'make_buckets']
+__all__ = ['NCCLContext', 'NCCLGradientAllreduce', 'nccl_modules']

@@ -33,11 +33,12 @@ from ..blob import Blob
 from ..errors import CaffeliteError
 from ..net import Net
 from ..proto import caffelite_pb2 as pb
+from ..upgrade import upgrade_solver_param
 from . import signals
 from .log import fmt, logger
 from .lr_policy import check_lr_policy, learning_rate
 from .params import (read_solver_param, resolve_input, resolve_output_prefix,
-                     test_net_specs, train_net_spec, upgrade_solver_type)
+                     test_net_specs, train_net_spec)
 from .snapshot import (SolverStateData, find_learned_net, read_state, weight_layer_names,
                        write_state_binary, write_state_hdf5)
 
@@ -63,7 +64,7 @@ class Solver:
             copy = pb.SolverParameter()
             copy.CopyFrom(param)
             param = copy
-            upgrade_solver_type(param)
+            upgrade_solver_param(param)
         self.param = param
         self.base_dir = os.path.dirname(self.solver_path) if self.solver_path else None
         self.rank, self.world_size = int(rank), int(world_size)

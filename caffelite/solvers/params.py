@@ -9,15 +9,7 @@ import os
 from ..errors import CaffeliteError
 from ..prototxt import read_prototxt
 from ..proto import caffelite_pb2 as pb
-
-SOLVER_TYPE_NAMES = {
-    pb.SolverParameter.SGD: 'SGD',
-    pb.SolverParameter.NESTEROV: 'Nesterov',
-    pb.SolverParameter.ADAGRAD: 'AdaGrad',
-    pb.SolverParameter.RMSPROP: 'RMSProp',
-    pb.SolverParameter.ADADELTA: 'AdaDelta',
-    pb.SolverParameter.ADAM: 'Adam',
-}
+from ..upgrade import upgrade_solver_param
 
 
 def read_solver_param(path):
@@ -27,21 +19,9 @@ def read_solver_param(path):
     if not os.path.exists(path):
         raise CaffeliteError(f'solver file {path} does not exist')
     param = read_prototxt(path, pb.SolverParameter())
-    upgrade_solver_type(param, path)
+    upgrade_solver_param(param, path)
     upgrade_snapshot_prefix(param, path)
     return param
-
-
-def upgrade_solver_type(param, source='<SolverParameter>'):
-    """The deprecated enum ``solver_type`` becomes the string ``type`` (Caffe's
-    UpgradeSolverType); giving both is an error."""
-    if not param.HasField('solver_type'):
-        return
-    if param.HasField('type'):
-        raise CaffeliteError(f'{source}: give the solver as `type` or as the deprecated '
-                             f'`solver_type`, not both')
-    param.type = SOLVER_TYPE_NAMES[param.solver_type]
-    param.ClearField('solver_type')
 
 
 def upgrade_snapshot_prefix(param, solver_path):

@@ -23,7 +23,8 @@ from .. import backend
 from ..blob import Blob
 from ..errors import CaffeliteError
 from .base import Solver
-from .params import read_solver_param, upgrade_solver_type
+from ..upgrade import upgrade_solver_param
+from .params import read_solver_param
 
 SOLVER_REGISTRY = {}
 
@@ -159,6 +160,6 @@ def get_solver(param, rank=0, world_size=1, solver_path=None):
         return cls(path, rank=rank, world_size=world_size)
     upgraded = type(param)()
     upgraded.CopyFrom(param)
-    upgrade_solver_type(upgraded)
+    upgrade_solver_param(upgraded)
     return solver_class(upgraded.type)(upgraded, rank=rank, world_size=world_size,
                                        solver_path=solver_path)
