@@ -94,6 +94,9 @@ def parse_args():
     p.add_argument('--vocabulary', type=int, default=8801)
     p.add_argument('--hidden', type=int, default=1000)
     p.add_argument('--modes', default='1x1,1xK,Kx1,Kx1-no-overlap')
+    p.add_argument('--scaling-only', type=float, metavar='STEP_MS', default=None,
+                   help='only print the scaling estimate for this measured LSTM step time '
+                        '(ms, one worker at --lstm-batch)')
     p.add_argument('--allreduce-mb', type=float, default=None,
                    help='MB for the bare Allreduce timing (default: the LSTM\'s gradients)')
     return p.parse_args()
@@ -168,21 +171,79 @@ def time_allreduce(folder, workers, megabytes, repeats=6):
     return float(re.search(r'allreduce seconds: ([0-9.]+)', done.stdout).group(1))
 
 
+# The ring-allreduce cost model: t = 2(K-1)/K * bytes / bandwidth + 2(K-1) * latency per
+# bucket. Links: one node holds 8 workers (10 GB/s, 1 us between them); beyond 8, the ring
+# also crosses 100 Gb/s InfiniBand (12.5 GB/s, 5 us per message through the MPI stack), and
+# the slowest link of the ring (10 GB/s) sets its bandwidth.
+LINKS = {8: (10e9, 1e-6), 64: (10e9, 5e-6), 512: (10e9, 5e-6)}
+
+
+def ring_allreduce_seconds(workers, nbytes, buckets, bandwidth, latency):
+    return 2 * (workers - 1) / workers * nbytes / bandwidth + \
+        buckets * 2 * (workers - 1) * latency
+
+
+def scaling_table(step_seconds, batch, nbytes, buckets, backward_share=2 / 3):
+    """Rows (K, comm ms, step ms without overlap, efficiency, step ms with the reduction
+    hidden behind backward, efficiency, sequences/s) for weak scaling: every worker keeps
+    ``batch`` sequences and ``step_seconds`` of compute. With overlap, the reduction runs
+    behind backward (``backward_share`` of the step) except the last bucket's."""
+    rows = []
+    for workers, (bandwidth, latency) in LINKS.items():
+        comm = ring_allreduce_seconds(workers, nbytes, buckets, bandwidth, latency)
+        serial = step_seconds + comm
+        tail = comm / buckets                          # the bucket issued last
+        hidden = step_seconds + max(tail, comm - backward_share * step_seconds)
+        rows.append((workers, comm * 1e3, serial * 1e3, step_seconds / serial,
+                     hidden * 1e3, step_seconds / hidden, workers * batch / hidden))
+    return rows
+
+
+def print_scaling(step_seconds, batch, nbytes, buckets, label):
+    print(f'\nscaling estimate, {label}: {step_seconds * 1e3:.0f} ms compute per step for '
+          f'{batch} sequences per worker, {nbytes / 1e6:.1f} MB of gradients in {buckets} '
+          f'buckets')
+    print('     K   allreduce ms   step ms (eff.)   overlapped step ms (eff.)   sequences/s')
+    for k, comm, serial, eff, hidden, eff2, rate in scaling_table(step_seconds, batch, nbytes,
+                                                                    buckets):
+        print(f'  {k:4d}   {comm:12.1f}   {serial:7.1f} ({eff:4.0%})   {hidden:13.1f} '
+              f'({eff2:4.0%})   {rate:14.0f}')
+
+
+def lstm_blob_sizes(vocabulary, hidden):
+    """Parameter blob sizes of LSTM_NET in backward (reduction) order."""
+    lstm = [4 * hidden * hidden, 4 * hidden, 4 * hidden * hidden]      # W_xc, b_c, W_hc
+    return [vocabulary * hidden, vocabulary] + lstm + lstm + [vocabulary * hidden]
+
+
 def lstm_parameters(vocabulary, hidden):
-    embed = vocabulary * hidden
-    lstm = 4 * hidden * hidden + 4 * hidden + 4 * hidden * hidden      # W_xc, b_c, W_hc
-    return embed + 2 * lstm + vocabulary * hidden + vocabulary
+    return sum(lstm_blob_sizes(vocabulary, hidden))
+
+
+def lstm_buckets(vocabulary, hidden, bucket_mb=25.0):
+    """How many buckets caffelite.parallel.mpi.make_buckets makes of LSTM_NET's gradients."""
+    from caffelite.blob import Blob
+    from caffelite.parallel.mpi import make_buckets
+    blobs = [Blob((n,)) for n in lstm_blob_sizes(vocabulary, hidden)]
+    return len(make_buckets(blobs, int(bucket_mb * 2 ** 20)))
 
 
 def main():
     args = parse_args()
     k = args.workers
+    grad_bytes = lstm_parameters(args.vocabulary, args.hidden) * 4
+    buckets = lstm_buckets(args.vocabulary, args.hidden)
+    label = 'LRCN captioning language model'
+    if args.scaling_only:
+        print_scaling(args.scaling_only / 1e3, args.lstm_batch, grad_bytes, buckets, label)
+        return
     modes = [m.replace('K', str(k)) for m in args.modes.split(',')]
     for var in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'):
         if os.environ.get(var):
             print(f'warning: {var}={os.environ[var]} is set (see benchmarks/README.md)')
     print(f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; '
           f'numpy {np.__version__}; {args.iters} timed iterations after {args.warmup}')
+    lstm_step = None
     with tempfile.TemporaryDirectory() as folder:
         for net in args.nets.split(','):
             batch = args.lenet_batch if net == 'lenet' else args.lstm_batch
@@ -204,16 +265,21 @@ def main():
                 start = time.perf_counter()
                 seconds, reduction = run_mode(folder, solver, processes, threads, args.warmup,
                                               extra)
+                if net == 'lstm' and mode == '1x1':
+                    lstm_step = seconds
                 print(f'  {mode:16s} {processes}p x {threads}t, batch {per_worker:3d}/worker: '
                       f'{seconds * 1e3:9.1f} ms/iter  {batch / seconds:8.1f} {unit}/s'
                       f'   [{time.perf_counter() - start:.0f} s]'
                       + (f'\n{"":20s}{reduction}' if reduction else ''))
-        megabytes = args.allreduce_mb or lstm_parameters(args.vocabulary, args.hidden) * 4 / 2 ** 20
+        megabytes = args.allreduce_mb or grad_bytes / 2 ** 20
         seconds = time_allreduce(folder, k, megabytes)
         moved = 2 * (k - 1) / k * megabytes * 2 ** 20
-        print(f'\nbare MPI Allreduce of {megabytes:.1f} MB float32 over {k} processes: '
+        print(f'\nbare MPI Allreduce of {megabytes:.1f} MiB float32 over {k} processes: '
               f'{seconds * 1e3:.1f} ms (ring-model bandwidth 2(K-1)/K x bytes / time = '
               f'{moved / seconds / 1e9:.2f} GB/s)')
+    if lstm_step:
+        print_scaling(lstm_step, args.lstm_batch, grad_bytes, buckets,
+                      f'{label}, measured above (1p x 1t)')
 
 
 if __name__ == '__main__':
