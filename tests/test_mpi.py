@@ -260,13 +260,13 @@ def test_data_layers_that_do_not_deal_are_refused():
 
     def layer(text):
         return create_layer(text_format.Parse(text, pb.LayerParameter()), pb.TRAIN)
-    image = layer('name: "img" type: "ImageData" top: "data" top: "label" '
-                  'image_data_param { source: "list.txt" batch_size: 2 }')
+    window = layer('name: "win" type: "WindowData" top: "data" top: "label" '
+                   'window_data_param { source: "windows.txt" batch_size: 2 }')
     dealing = layer('name: "h5" type: "HDF5Data" top: "x" hdf5_data_param { source: "a" '
                     'batch_size: 2 }')
-    check_data_layers(SimpleNamespace(layer_dict={'h5': dealing}))
-    with pytest.raises(CaffeliteError, match='layer "img" \\(ImageData\\) does not split'):
-        check_data_layers(SimpleNamespace(layer_dict={'h5': dealing, 'img': image}))
+    check_data_layers(SimpleNamespace(layers=[dealing]))
+    with pytest.raises(CaffeliteError, match='layer "win" \\(WindowData\\) does not split'):
+        check_data_layers(SimpleNamespace(layers=[dealing, window]))
 
 
 class FakeContext(WorkerContext):

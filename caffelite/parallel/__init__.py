@@ -36,10 +36,11 @@ import importlib
 
 from .context import (WorkerAttribute, WorkerContext, current, launched_by_mpi, set_current,
                       shard_rng, using)
-from .faults import abort_on_error, failure_message
+from .faults import abort_on_error, failure_message, stop_prefetching
 
 __all__ = ['WorkerAttribute', 'WorkerContext', 'current', 'launched_by_mpi', 'set_current',
-           'shard_rng', 'using', 'abort_on_error', 'failure_message', 'mpi', 'nccl']
+           'shard_rng', 'using', 'abort_on_error', 'failure_message', 'stop_prefetching', 'mpi',
+           'nccl']
 
 
 def __getattr__(name):

@@ -24,9 +24,9 @@ import numpy as np
 
 from ..errors import CaffeliteError
 from ..solvers import get_solver
-from ..solvers.log import glog_handler, logger
+from ..solvers.log import glog_handler
 from ..solvers.params import read_solver_param
-from .faults import abort_on_error
+from .faults import abort_on_error, stop_prefetching
 
 
 def _rank_iter(text):
@@ -84,7 +84,10 @@ def run(args, context):
             dp.restore(args.snapshot)
         else:
             solver.restore(args.snapshot)
-    solver.solve()
+    try:
+        solver.solve()
+    finally:
+        stop_prefetching(solver)
     stamps.append(time.perf_counter())
     if dp is not None and rank == 0:
         stats = dp.reducer.stats

@@ -65,3 +65,15 @@ def _report(context, err, stream, show_traceback):
     if show_traceback:
         traceback.print_exception(type(err), err, err.__traceback__, file=stream)
     print(failure_message(context.rank, err), file=stream, flush=True)
+
+
+def stop_prefetching(solver):
+    """Stop the prefetch threads of the solver's nets (call when training ends). A daemon
+    thread that the interpreter freezes at exit inside an h5py call keeps h5py's lock, and
+    the exit then deadlocks while clearing modules; under MPI the other ranks then wait in
+    MPI_Finalize for ever (seen here about once in 20 runs on a loaded machine)."""
+    for net in [solver.net] + list(getattr(solver, 'test_nets', [])):
+        for layer in net.layers:
+            stop = getattr(layer, 'stop_prefetch', None)
+            if stop is not None:
+                stop()

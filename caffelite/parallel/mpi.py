@@ -289,10 +289,10 @@ def check_data_layers(net):
     (a layer type of NOT_DEALING whose class does not declare ``solver_count``). HDF5Data and
     Data deal; DummyData draws from each worker's own seed; Input, MemoryData and Python
     layers are fed by the user's code, which reads ``caffelite.parallel.current()``."""
-    for name, layer in net.layer_dict.items():
+    for layer in net.layers:            # (not layer_dict: LRCN's two data layers share a name)
         if layer.type in NOT_DEALING and not hasattr(type(layer), 'solver_count'):
             raise CaffeliteError(
-                f'layer "{name}" ({layer.type}) does not split its records among the '
+                f'layer "{layer.name}" ({layer.type}) does not split its records among the '
                 f'workers: every worker would read the same ones (and an LRCN net, whose '
                 f'{layer.type} batches pair with HDF5Data batches, would pair the wrong '
                 f'ones). Data-parallel training supports HDF5Data and Data (records dealt by '
