@@ -17,10 +17,12 @@ setup(
     ],
     extras_require={
         'gpu': ['cupy-cuda12x~=14.2'],
-        'mpi': ['mpi4py~=4.1'],
-        'lmdb': ['lmdb~=3.0', 'pydot~=4.0'],
+        'mpi': ['mpi4py~=4.1', 'mpich~=5.0'],
+        'lmdb': ['lmdb~=3.0'],
         'draw': ['pydot~=4.0'],
-        'test': ['pytest~=9.0', 'grpcio-tools~=1.85', 'lmdb~=3.0', 'pydot~=4.0'],
+        'test': ['pytest~=9.0', 'grpcio-tools~=1.85', 'lmdb~=3.0', 'pydot~=4.0', 'scipy~=1.17'],
+        # the peer the benchmarks and the LSTM agreement test compare against (CPU build)
+        'bench': ['torch==2.13.0'],
     },
     entry_points={'console_scripts': ['caffelite = caffelite.cli:main']},
 )

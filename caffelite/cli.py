@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import backend
+from . import backend, parallel
 from .errors import CaffeliteError
 from .proto import caffelite_pb2 as pb
 from .solvers import get_solver
@@ -96,17 +96,30 @@ def _weights_list(text):
 
 
 # -- devices --------------------------------------------------------------------------------------
-def _gpu_id(spec):
-    """One device id from Caffe's -gpu value ("0", "all"; several ids are refused)."""
+def _gpu_ids(spec):
+    """Device ids from Caffe's -gpu value: "0", "0,1", "all" (every visible GPU)."""
     if spec.strip().lower() == 'all':
-        return 0
+        try:
+            import cupy
+            return list(range(cupy.cuda.runtime.getDeviceCount())) or [0]
+        except Exception:
+            return [0]
     try:
         ids = [int(x) for x in spec.split(',') if x.strip()]
     except ValueError:
-        raise CaffeliteError(f'invalid --gpu "{spec}": give a device id such as 0') from None
-    if len(ids) != 1:
-        raise CaffeliteError(f'--gpu {spec}: training on several GPUs is not supported; give '
-                             f'one device id')
+        raise CaffeliteError(f'invalid --gpu "{spec}": give device ids such as 0 or 0,1') \
+            from None
+    if not ids:
+        raise CaffeliteError(f'invalid --gpu "{spec}": give device ids such as 0 or 0,1')
+    return ids
+
+
+def _gpu_id(spec):
+    """One device id (test, time, device_query take one GPU)."""
+    ids = _gpu_ids(spec)
+    if len(ids) != 1 and spec.strip().lower() != 'all':
+        raise CaffeliteError(f'--gpu {spec}: this command runs on one GPU; give one id '
+                             f'(several GPUs are for train)')
     return ids[0]
 
 
@@ -191,19 +204,40 @@ def train_command(args, handler):
     elif args.weights:
         del param.weights[:]
         param.weights.append(args.weights)
-    _select_device(args, param)
-    solver = get_solver(param, solver_path=args.solver)
-    if sys.stdout.isatty() and sys.stderr.isatty():
+    gpus = _gpu_ids(args.gpu) if args.gpu is not None else []
+    context = parallel.mpi.context_from_environment(gpus)   # None unless mpiexec -n K > 1
+    if context is None:
+        if len(gpus) > 1:                     # --gpu 0,1 typed without mpiexec
+            parallel.mpi.relaunch(len(gpus))  # execs mpiexec -n 2 caffelite train ...
+        return _train(args, handler, param, None)
+    with parallel.abort_on_error(context):    # a failing rank ends every rank, naming itself
+        return _train(args, handler, param, context)
+
+
+def _train(args, handler, param, context):
+    if context is None:
+        _select_device(args, param)
+        solver, dp = get_solver(param, solver_path=args.solver), None
+    else:
+        parallel.mpi.quiet_unless_root(context)   # rank 0 alone logs
+        if context.kind != 'nccl':            # NCCLContext already chose its GPU
+            _select_device(args, param)
+        solver, dp = parallel.mpi.data_parallel_solver(param, context,
+                                                       solver_path=args.solver)
+    if (context is None or context.is_root) and sys.stdout.isatty() and sys.stderr.isatty():
         progress = Progress(solver, sys.stderr)
         solver.on_start.append(progress.on_start)
         handler.before_emit = progress.clear
-    with SignalHandler(args.sigint_effect, args.sighup_effect) as signals:
-        solver.set_action_function(signals.requested_action)
-        if args.snapshot:
-            logger.info('Resuming from %s', args.snapshot)
-            solver.restore(args.snapshot)
-        logger.info('Starting Optimization')
-        solver.solve()
+    try:
+        with SignalHandler(args.sigint_effect, args.sighup_effect) as signals:
+            (dp or solver).set_action_function(signals.requested_action)
+            if args.snapshot:
+                logger.info('Resuming from %s', args.snapshot)
+                (dp or solver).restore(args.snapshot)   # under MPI: rank 0 reads, broadcasts
+            logger.info('Starting Optimization')
+            solver.solve()
+    finally:
+        parallel.stop_prefetching(solver)     # no prefetch thread left inside h5py at exit
     handler.before_emit = None
     return 0
 

@@ -14,6 +14,7 @@ An exception in the thread is handed to the main thread on the next ``next()`` c
 :class:`~caffelite.errors.LayerError` carrying the thread's message (which names the file
 being read), and the thread stops.
 """
+import atexit
 import queue
 import threading
 import weakref
@@ -34,6 +35,17 @@ def set_default_depth(depth):
 
 def default_depth():
     return _settings['depth']
+
+
+# Every running Prefetcher, stopped at interpreter exit: a daemon thread frozen by the exit
+# inside an h5py call would keep h5py's lock and deadlock the module teardown.
+_live = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all():
+    for prefetcher in list(_live):
+        prefetcher.stop()
 
 
 class _Failure:
@@ -72,6 +84,7 @@ class Prefetcher:
             # The thread holds no reference to self, so collecting the Prefetcher stops it.
             self._finalizer = weakref.finalize(self, self._stop.set)
             self._thread.start()
+            _live.add(self)
 
     @staticmethod
     def _run(source, out, stop):

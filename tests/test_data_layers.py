@@ -137,8 +137,9 @@ def test_hdf5_bad_inputs(tmp_path, h5_files):
         make(HDF5.format(src=tmp_path / 'wide.txt', bs=2, extra=''))
 
 
-def test_hdf5_workers_read_alternate_rows_at_train(h5_files):
-    """Caffe's Skip(): with solver_count workers, row k of the stream goes to rank k % count."""
+def test_hdf5_workers_read_alternate_batches_at_train(h5_files):
+    """With solver_count workers, batch j of the stream goes to rank j % count (whole
+    batches, so that time-major streams stay whole)."""
     seen = {}
     for rank in (0, 1):
         lp = text_format.Parse(HDF5.format(src=h5_files / 'h5list.txt', bs=3, extra=''),
@@ -149,8 +150,8 @@ def test_hdf5_workers_read_alternate_rows_at_train(h5_files):
         layer.setup([], top)
         seen[rank] = [b[1].tolist() for b in batches(layer, top, 2)]
     stream = [0, 1, 2, 3, 4, 100, 101, 102] * 2
-    assert seen[0] == [stream[0:6:2], stream[6:12:2]]
-    assert seen[1] == [stream[1:7:2], stream[7:13:2]]
+    assert seen[0] == [stream[0:3], stream[6:9]]
+    assert seen[1] == [stream[3:6], stream[9:12]]
 
 
 def test_data_layers_in_a_net_resolve_sources_beside_the_prototxt(h5_files, tmp_path,

@@ -380,3 +380,41 @@ def test_a_killed_worker_ends_the_run_and_its_pid_maps_to_its_rank(workdir):
     pids = dict(re.findall(r'rank (\d+) = (\d+)', done.stdout))
     output = done.stdout + done.stderr
     assert 'BAD TERMINATION' in output and f'PID {pids["1"]} ' in output
+
+
+def test_lrcn_image_and_caption_batches_stay_paired_on_every_worker(tmp_path):
+    """LRCN captioning pairs ImageData batch j (N images) with HDF5Data batch j (T rows of N
+    time-major columns): both deal whole batches, so each worker keeps the pairs whole."""
+    import h5py
+    from PIL import Image
+    T, N, chunks = 3, 2, 5
+    lines = []
+    for i in range(N * chunks):
+        Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(tmp_path / f'img{i}.png')
+        lines.append(f'img{i}.png {i}')
+    (tmp_path / 'images.txt').write_text('\n'.join(lines) + '\n')
+    stream = np.repeat(np.arange(N * chunks).reshape(chunks, 1, N), T, axis=1).reshape(-1, N)
+    with h5py.File(tmp_path / 'captions.h5', 'w') as f:
+        f['input_sentence'] = stream.astype(np.float32)              # (T * chunks, N)
+    (tmp_path / 'captions.txt').write_text(str(tmp_path / 'captions.h5') + '\n')
+    for rank in (0, 1):
+        with using(WorkerContext(rank, 2, shared_seed=5)):
+            image = create_layer(text_format.Parse(
+                f'name: "img" type: "ImageData" top: "data" top: "label" image_data_param '
+                f'{{ source: "{tmp_path / "images.txt"}" root_folder: "{tmp_path}/" '
+                f'batch_size: {N} }}', pb.LayerParameter()), pb.TRAIN)
+            caption = create_layer(text_format.Parse(
+                f'name: "cap" type: "HDF5Data" top: "input_sentence" hdf5_data_param '
+                f'{{ source: "{tmp_path / "captions.txt"}" batch_size: {T} }}',
+                pb.LayerParameter()), pb.TRAIN)
+            image_top, caption_top = [Blob(), Blob()], [Blob()]
+            for layer, top in ((image, image_top), (caption, caption_top)):
+                layer.prefetch_depth = 0
+                layer.setup([], top)
+        for step in range(4):                      # wraps around the 5 batches
+            image.forward([], image_top)
+            caption.forward([], caption_top)
+            labels = image_top[1].data.astype(int).tolist()
+            assert (caption_top[0].data.astype(int) == labels).all()   # every time step
+            batch = (rank + 2 * step) % chunks
+            assert labels == list(range(batch * N, batch * N + N))

@@ -20,6 +20,7 @@ from .. import backend
 from ..blob import Blob
 from ..errors import CaffeliteError, LayerError
 from ..filler import fill
+from ..parallel.context import WorkerAttribute
 from ..proto import caffelite_pb2 as pb
 
 LAYER_REGISTRY = {}
@@ -60,6 +61,12 @@ class Layer:
     max_top = None
     # Loss layers weigh their first top by 1 unless the prototxt says otherwise.
     is_loss = False
+    # Which of how many data-parallel workers runs this layer (caffelite.parallel.current(),
+    # unless assigned): data layers, Python layers included, deal out their records by them.
+    solver_rank = WorkerAttribute('rank')
+    solver_count = WorkerAttribute('size')
+    # True for data layers that give each worker its own share of the records at TRAIN.
+    deals_records = False
 
     def __init__(self, layer_param, phase=pb.TRAIN, dtype=np.float32):
         self.layer_param = layer_param

@@ -13,7 +13,7 @@ from .. import backend
 from ..data_transformer import DataTransformer, load_image, resolve_path
 from ..errors import LayerError
 from ..filler import fill
-from ..parallel.context import WorkerAttribute, shard_rng
+from ..parallel.context import shard_rng
 from ..prefetch import Prefetcher
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
@@ -234,8 +234,10 @@ class HDF5Source:
     then the next file (in file_permutation order), wrapping around after the last file.
 
     With shuffle, the file order is shuffled at setup and at every wrap-around, and the
-    rows of a file each time it is loaded. With solver_count > 1, row k of the stream goes
-    to the worker with rank k % solver_count (Caffe's Skip) at TRAIN.
+    rows of a file each time it is loaded. With solver_count > 1 (at TRAIN), batch j of the
+    stream (rows j*batch_size ... j*batch_size + batch_size - 1) goes to the worker with rank
+    j % solver_count: whole batches, not rows, so that LRCN's time-major streams (T rows of
+    N columns per batch) stay whole, and each worker's batch pairs with its ImageData batch.
     """
 
     def __init__(self, files, list_file, names, batch_size, shuffle, rng, dtype,
@@ -284,16 +286,20 @@ class HDF5Source:
             if self.shuffle:
                 self.rng.shuffle(self.data_permutation)
 
+    def _skip(self, rows):
+        while rows:
+            step = min(rows, self.rows - self.current_row)
+            self._advance(step)
+            rows -= step
+
     def next_batch(self):
+        if self.count > 1:       # pass over the other workers' batches
+            batch = self.offset // self.batch_size
+            self._skip((self.rank - batch) % self.count * self.batch_size)
         out = [np.empty((self.batch_size,) + a.shape[1:], self.dtype) for a in self.arrays]
         filled = 0
         while filled < self.batch_size:
-            if self.count > 1:   # one row at a time, skipping the other workers' rows
-                while self.offset % self.count != self.rank:
-                    self._advance(1)
-                take = 1
-            else:
-                take = min(self.batch_size - filled, self.rows - self.current_row)
+            take = min(self.batch_size - filled, self.rows - self.current_row)
             rows = self.data_permutation[self.current_row:self.current_row + take]
             for o, a in zip(out, self.arrays):
                 o[filled:filled + take] = a[rows]
@@ -342,9 +348,8 @@ class HDF5DataLayer(PrefetchingDataLayer):
     Top j has shape (batch_size, *dataset_j.shape[1:]): LRCN's caption chunks hold (T*k, N)
     time-major streams, so batch_size T gives a T x N batch. Like Caffe, no transform_param.
     """
+    deals_records = True
     min_top = 1
-    solver_rank = WorkerAttribute('rank')     # caffelite.parallel.current(), unless assigned
-    solver_count = WorkerAttribute('size')
 
     def make_source(self, top):
         p = self.layer_param.hdf5_data_param
@@ -455,22 +460,33 @@ class ImageListSource:
     (and reshuffling with shuffle) at the end of the list; then the transform."""
 
     def __init__(self, paths, entries, list_file, order, start, batch_size, is_color,
-                 sizes, shuffle, transformer, rng, dtype):
+                 sizes, shuffle, transformer, rng, dtype, rank=0, count=1, order_rng=None):
         self.paths, self.entries, self.list_file = paths, entries, list_file
         self.order, self.cursor = order, start
         self.batch_size, self.is_color = batch_size, is_color
         self.sizes = sizes     # new_height, new_width, min_height, min_width
         self.shuffle, self.transformer, self.rng, self.dtype = shuffle, transformer, rng, dtype
+        # With count > 1 workers, batch j of the list goes to rank j % count; the list is
+        # reshuffled with order_rng, the same on every worker.
+        self.rank, self.count, self.offset = rank, count, 0
+        self.order_rng = order_rng or rng
+
+    def _next_line(self):
+        k = int(self.order[self.cursor])
+        self.cursor += 1
+        self.offset += 1
+        if self.cursor >= len(self.order):
+            self.cursor = 0
+            if self.shuffle:
+                self.order_rng.shuffle(self.order)
+        return k
 
     def next_batch(self):
-        chosen = []
-        for _ in range(self.batch_size):
-            chosen.append(int(self.order[self.cursor]))
-            self.cursor += 1
-            if self.cursor >= len(self.order):
-                self.cursor = 0
-                if self.shuffle:
-                    self.rng.shuffle(self.order)
+        if self.count > 1:
+            for _ in range((self.rank - self.offset // self.batch_size) % self.count *
+                           self.batch_size):
+                self._next_line()
+        chosen = [self._next_line() for _ in range(self.batch_size)]
         images = decode_images([(self.paths[k], self.entries[k][0]) for k in chosen],
                                self.list_file, self.is_color, self.sizes)
         for k, image in zip(chosen, images):
@@ -496,6 +512,7 @@ class ImageDataLayer(PrefetchingDataLayer):
     Tops: data (batch_size, C, H', W') and, optionally, label (batch_size,).
     Every listed file is checked to exist at setup.
     """
+    deals_records = True
     min_top = 1
     max_top = 2
 
@@ -514,12 +531,14 @@ class ImageDataLayer(PrefetchingDataLayer):
         list_file = _list_file(self, p.source, 'image_data_param.source')
         entries = read_list_file(list_file, with_label=True)
         paths = resolve_listed_files(entries, list_file, p.root_folder, kind='image')
+        count = self.solver_count if self.phase == pb.TRAIN else 1
+        order_rng = shard_rng(self.rng, self.name) if count > 1 else self.rng
         order = np.arange(len(entries))
         if p.shuffle:
-            self.rng.shuffle(order)
+            order_rng.shuffle(order)
         start = 0
         if p.rand_skip:
-            start = int(self.rng.integers(0, p.rand_skip))
+            start = int(order_rng.integers(0, p.rand_skip))
             if start >= len(entries):
                 raise LayerError(f'rand_skip drew {start} but {list_file} has only '
                                  f'{len(entries)} lines')
@@ -527,7 +546,8 @@ class ImageDataLayer(PrefetchingDataLayer):
         first = load_listed_image(paths[k], entries[k][0], list_file, is_color, *sizes)
         shape = transformer.output_shape(*first.shape)
         source = ImageListSource(paths, entries, list_file, order, start, p.batch_size,
-                                 is_color, sizes, p.shuffle, transformer, self.rng, self.dtype)
+                                 is_color, sizes, p.shuffle, transformer, self.rng, self.dtype,
+                                 self.solver_rank if count > 1 else 0, count, order_rng)
         return source, [(p.batch_size,) + shape, (p.batch_size,)][:len(top)]
 
 

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 from ..data_transformer import DataTransformer, load_image, resolve_path
 from ..errors import CaffeliteError, LayerError
 from ..proto import caffelite_pb2 as pb
-from ..parallel.context import WorkerAttribute, shard_rng
+from ..parallel.context import shard_rng
 from .base import register
 from .data import PrefetchingDataLayer, _source_dir
 
@@ -422,10 +422,9 @@ class DataLayer(PrefetchingDataLayer):
     At TRAIN with ``solver_count`` workers, the worker of rank ``solver_rank`` keeps records
     rank, rank + count, ... (class attributes, set by the solver; 0 / 1 by default).
     """
+    deals_records = True
     min_top = 1
     max_top = 2
-    solver_rank = WorkerAttribute('rank')     # caffelite.parallel.current(), unless assigned
-    solver_count = WorkerAttribute('size')
 
     def setup(self, bottom, top):
         p = self.layer_param.data_param

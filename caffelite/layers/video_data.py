@@ -35,6 +35,7 @@ import numpy as np
 
 from ..data_transformer import IMAGE_EXTENSIONS, DataTransformer
 from ..errors import LayerError
+from ..parallel.context import shard_rng
 from ..proto import caffelite_pb2 as pb
 from .base import register
 from .data import (PrefetchingDataLayer, _list_file, _source_dir, decode_images,
@@ -73,7 +74,8 @@ class VideoClipSource:
     """Chooses the clips of each batch, decodes their frames and transforms them."""
 
     def __init__(self, videos, entries, list_file, clip_length, num_clips, mode, clips,
-                 order, shuffle, is_color, new_height, new_width, transformer, rng, dtype):
+                 order, shuffle, is_color, new_height, new_width, transformer, rng, dtype,
+                 rank=0, count=1, order_rng=None):
         self.videos, self.entries, self.list_file = videos, entries, list_file
         self.T, self.N, self.mode = clip_length, num_clips, mode
         self.clips = clips          # test_all_clips: [(video, start)] in order
@@ -82,9 +84,17 @@ class VideoClipSource:
         self.shuffle, self.is_color = shuffle, is_color
         self.new_height, self.new_width = new_height, new_width
         self.transformer, self.rng, self.dtype = transformer, rng, dtype
+        # With count > 1 workers (TRAIN), batch j of N clips goes to rank j % count; the video
+        # order is reshuffled with order_rng, the same on every worker.
+        self.rank, self.count, self.batches = rank, count, 0
+        self.order_rng = order_rng or rng
 
     def _next_clips(self):
         """N (video index, start frame) pairs; advances the cursor with wrap-around."""
+        while self.count > 1 and self.batches % self.count != self.rank:
+            self._advance_videos(self.N)            # another worker's batch
+            self.batches += 1
+        self.batches += 1
         chosen = []
         for _ in range(self.N):
             if self.mode == 'all':
@@ -95,12 +105,16 @@ class VideoClipSource:
             extra = max(len(self.videos[v]) - self.T, 0)
             start = int(self.rng.integers(0, extra + 1)) if self.mode == 'random' else extra // 2
             chosen.append((v, start))
+            self._advance_videos(1)
+        return chosen
+
+    def _advance_videos(self, n):
+        for _ in range(n):
             self.cursor += 1
             if self.cursor == len(self.order):
                 self.cursor = 0
                 if self.shuffle:
-                    self.rng.shuffle(self.order)
-        return chosen
+                    self.order_rng.shuffle(self.order)
 
     def next_batch(self):
         chosen = self._next_clips()
@@ -131,6 +145,7 @@ class VideoClipSource:
 @register('VideoData')
 class VideoDataLayer(PrefetchingDataLayer):
     """Clips of ``clip_length`` frames from ``num_clips`` videos per batch (module docstring)."""
+    deals_records = True
     min_top = 1
     max_top = 4
 
@@ -159,8 +174,10 @@ class VideoDataLayer(PrefetchingDataLayer):
         else:
             mode = 'center'
         shuffle = bool(p.shuffle) and mode != 'all'
+        count = self.solver_count if mode == 'random' else 1      # workers deal at TRAIN
+        order_rng = shard_rng(self.rng, self.name) if count > 1 else self.rng
         if shuffle:
-            self.rng.shuffle(order)
+            order_rng.shuffle(order)
         if mode == 'all':
             clips = [(v, s) for v in range(len(videos))
                      for s in range(0, max(len(videos[v]) - T, 0) + 1, p.clip_stride)]
@@ -171,6 +188,7 @@ class VideoDataLayer(PrefetchingDataLayer):
         c, h, w = transformer.output_shape(*first.shape)
         source = VideoClipSource(videos, entries, list_file, T, N, mode, clips, order,
                                  shuffle, is_color, p.new_height, p.new_width, transformer,
-                                 self.rng, self.dtype)
+                                 self.rng, self.dtype, self.solver_rank if count > 1 else 0,
+                                 count, order_rng)
         shapes = [(T * N, c, h, w), (T, N), (T, N), (N,)]
         return source, shapes[:len(top)]

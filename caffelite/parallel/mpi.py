@@ -279,24 +279,24 @@ def worker_solver_param(param, rank):
     return copy
 
 
-#: Data layers that read a list in order and do not (yet) deal their records out by rank:
-#: under K workers each would read the same records as the others.
-NOT_DEALING = ('ImageData', 'VideoData', 'WindowData')
+#: Data layers that read a list or database in order: unless the class deals its records
+#: out by rank (``deals_records``), under K workers each would read the same records.
+LIST_READERS = ('ImageData', 'VideoData', 'WindowData', 'HDF5Data', 'Data')
 
 
 def check_data_layers(net):
     """Refuse a train net whose data layers would give every worker the same records
-    (a layer type of NOT_DEALING whose class does not declare ``solver_count``). HDF5Data and
-    Data deal; DummyData draws from each worker's own seed; Input, MemoryData and Python
+    (a layer type of LIST_READERS whose class does not deal records out). HDF5Data, ImageData,
+    VideoData and Data deal; DummyData draws from each worker's own seed; Input, MemoryData and Python
     layers are fed by the user's code, which reads ``caffelite.parallel.current()``."""
     for layer in net.layers:            # (not layer_dict: LRCN's two data layers share a name)
-        if layer.type in NOT_DEALING and not hasattr(type(layer), 'solver_count'):
+        if layer.type in LIST_READERS and not layer.deals_records:
             raise CaffeliteError(
                 f'layer "{layer.name}" ({layer.type}) does not split its records among the '
                 f'workers: every worker would read the same ones (and an LRCN net, whose '
                 f'{layer.type} batches pair with HDF5Data batches, would pair the wrong '
-                f'ones). Data-parallel training supports HDF5Data and Data (records dealt by '
-                f'rank), DummyData, and Input/MemoryData/Python layers that read '
+                f'ones). Data-parallel training supports HDF5Data, ImageData, VideoData and '
+                f'Data (dealt by rank), DummyData, and Input/MemoryData/Python layers that read '
                 f'caffelite.parallel.current()')
 
 
