@@ -119,10 +119,8 @@ class Net:
                 layer.check_blob_counts(bottom, top)
                 layer.setup(bottom, top)
                 layer.reshape(bottom, top)
-            except (LayerError, ValueError, IndexError) as err:
+            except (CaffeliteError, ValueError, IndexError) as err:
                 self._fail(lp, str(err))
-            except CaffeliteError:
-                raise
             except Exception as err:  # e.g. a user's Python layer failing in setup
                 raise CaffeliteError(f'{layer_context(lp, self.source)}: setup failed: '
                                      f'{type(err).__name__}: {err}') from err

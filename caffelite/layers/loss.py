@@ -10,6 +10,8 @@ import numpy as np
 
 from .. import backend
 from ..errors import LayerError
+from ..io import array_from_blob_proto
+from ..prototxt import read_proto_binary
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
 from .neuron import sigmoid
@@ -135,6 +137,22 @@ def _class_layout(shape, axis):
     return _count(shape, 0, axis), shape[axis], _count(shape, axis + 1)
 
 
+def _labelled_class_layout(bottom, axis_param, axis_field):
+    """(axis, outer, classes, inner) of scores bottom[0] with one label per outer*inner
+    position in bottom[1]; a LayerError when the axis or the label count does not fit."""
+    try:
+        axis = bottom[0].canonical_axis(axis_param)
+    except IndexError as err:
+        raise LayerError(f'{axis_field}: {err}') from None
+    outer, classes, inner = _class_layout(bottom[0].shape, axis)
+    if outer * inner != bottom[1].count:
+        raise LayerError(
+            f'number of labels must match number of predictions: with classes on axis '
+            f'{axis} of a {bottom[0].shape} bottom there must be {outer * inner} labels, '
+            f'got {bottom[1].count} (shape {bottom[1].shape})')
+    return axis, outer, classes, inner
+
+
 @register('SoftmaxWithLoss')
 class SoftmaxWithLossLayer(LossLayer):
     """Multinomial logistic loss of the softmax of bottom[0] along softmax_param.axis.
@@ -156,16 +174,8 @@ class SoftmaxWithLossLayer(LossLayer):
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
-        try:
-            self.axis = bottom[0].canonical_axis(self._axis_param)
-        except IndexError as err:
-            raise LayerError(f'softmax_param.axis: {err}') from None
-        self.outer, self.classes, self.inner = _class_layout(bottom[0].shape, self.axis)
-        if self.outer * self.inner != bottom[1].count:
-            raise LayerError(
-                f'number of labels must match number of predictions: with the softmax over '
-                f'axis {self.axis} of a {bottom[0].shape} bottom there must be '
-                f'{self.outer * self.inner} labels, got {bottom[1].count} (shape {bottom[1].shape})')
+        self.axis, self.outer, self.classes, self.inner = _labelled_class_layout(
+            bottom, self._axis_param, 'softmax_param.axis')
         if len(top) > 1:
             top[1].reshape(bottom[0].shape)
 
@@ -432,20 +442,6 @@ class MultinomialLogisticLossLayer(PerItemLabelLoss):
         bottom[0].xdiff = diff.reshape(bottom[0].shape)
 
 
-def _read_binaryproto_matrix(path):
-    """The array stored in a BlobProto file (Caffe's .binaryproto)."""
-    proto = pb.BlobProto()
-    try:
-        with open(path, 'rb') as f:
-            proto.ParseFromString(f.read())
-    except OSError as err:
-        raise LayerError(f'cannot read infogain matrix "{path}": {err.strerror}') from None
-    except Exception as err:  # protobuf DecodeError
-        raise LayerError(f'"{path}" is not a BlobProto (.binaryproto) file: {err}') from None
-    values = proto.double_data if len(proto.double_data) else proto.data
-    return np.asarray(values, dtype=np.float64)
-
-
 @register('InfogainLoss')
 class InfogainLossLayer(LossLayer):
     """Softmax + infogain-weighted log loss (Caffe 1.0, after PR #3855).
@@ -478,20 +474,13 @@ class InfogainLossLayer(LossLayer):
             if not source:
                 raise LayerError('the infogain matrix needs a third bottom or '
                                  'infogain_loss_param.source')
-            self._stored_h = _read_binaryproto_matrix(source)
+            self._stored_h = array_from_blob_proto(
+                read_proto_binary(source, pb.BlobProto()), np.float64).ravel()
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
-        try:
-            self.axis = bottom[0].canonical_axis(self._axis_param)
-        except IndexError as err:
-            raise LayerError(f'infogain_loss_param.axis: {err}') from None
-        self.outer, self.classes, self.inner = _class_layout(bottom[0].shape, self.axis)
-        if self.outer * self.inner != bottom[1].count:
-            raise LayerError(
-                f'number of labels must match number of predictions: with classes on axis '
-                f'{self.axis} of a {bottom[0].shape} bottom there must be '
-                f'{self.outer * self.inner} labels, got {bottom[1].count}')
+        self.axis, self.outer, self.classes, self.inner = _labelled_class_layout(
+            bottom, self._axis_param, 'infogain_loss_param.axis')
         h_count = bottom[2].count if len(bottom) > 2 else self._stored_h.size
         if h_count != self.classes * self.classes:
             raise LayerError(f'the infogain matrix must be {self.classes} x {self.classes} '
