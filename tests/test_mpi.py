@@ -418,3 +418,29 @@ def test_lrcn_image_and_caption_batches_stay_paired_on_every_worker(tmp_path):
             assert (caption_top[0].data.astype(int) == labels).all()   # every time step
             batch = (rank + 2 * step) % chunks
             assert labels == list(range(batch * N, batch * N + N))
+
+
+def _gpu_count():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001 - no CuPy, no driver or no device: no GPU here
+        return 0
+
+
+@pytest.mark.skipif(_gpu_count() < 2, reason='NCCL training needs CuPy and at least 2 GPUs')
+def test_nccl_two_gpus_train_like_one_gpu_at_twice_the_batch(workdir):
+    single = make_solver(workdir, 'single', batch=4)
+    double = make_solver(workdir, 'double', batch=2)
+    for solver, gpus in ((single, '0'), (double, '0,1')):
+        result = subprocess.run([sys.executable, '-m', 'caffelite', 'train', '--solver',
+                                 str(solver), '--gpu', gpus], cwd=workdir, capture_output=True,
+                                text=True, timeout=TIMEOUT)
+        assert result.returncode == 0, result.stderr
+    import caffelite as caffe
+    nets = [caffe.Net(str(workdir / f'{n}.prototxt'), caffe.TRAIN,
+                      weights=str(workdir / f'{n}_snap_iter_6.caffemodel'))
+            for n in ('single', 'double')]
+    for name in nets[0].params:
+        for a, b in zip(nets[0].params[name], nets[1].params[name]):
+            np.testing.assert_allclose(a.data, b.data, rtol=1e-4, atol=1e-5)
