@@ -8,7 +8,7 @@
 """
 from collections import defaultdict
 
-from .errors import CaffeliteError
+from .errors import CaffeliteError, layer_context
 from .proto import caffelite_pb2 as pb
 
 
@@ -89,9 +89,8 @@ def insert_splits(param, source='<net>'):
     for i, layer in enumerate(param.layer):
         for j, name in enumerate(layer.bottom):
             if name not in last_producer:
-                raise CaffeliteError(
-                    f'{source}: layer "{layer.name}" (type {layer.type}) reads bottom "{name}", '
-                    f'which no earlier layer produces')
+                raise CaffeliteError(f'{layer_context(layer, source)}: reads bottom "{name}", '
+                                     f'which no earlier layer produces')
             source_of_bottom[(i, j)] = last_producer[name]
             consumers[last_producer[name]] += 1
         for j, name in enumerate(layer.top):
