@@ -59,13 +59,19 @@ def normalizer(xp, mode, outer_num, inner_num, valid_count, dtype):
     return xp.maximum(value, dtype.type(1))
 
 
-def _check_labels(xp, labels, valid, num_classes):
-    """Raise on a non-ignored label outside [0, num_classes) (one host sync)."""
+def _labels(xp, label_blob, outer, inner, ignore_label, num_classes):
+    """(index, valid), both outer x inner: ``valid`` marks the labels that are not
+    ``ignore_label``, ``index`` is the label where valid and 0 elsewhere. Raises on a
+    non-ignored label outside [0, num_classes) (one host sync)."""
+    labels = label_blob.xdata.reshape(outer, inner).astype(np.int64)
+    valid = (labels != ignore_label) if ignore_label is not None \
+        else xp.ones(labels.shape, dtype=bool)
     bad = valid & ((labels < 0) | (labels >= num_classes))
     if bool(bad.any()):
         first = int(backend.to_host(labels[bad])[0])
         raise LayerError(f'label {first} is out of range: there are {num_classes} classes '
                          f'(valid labels 0..{num_classes - 1})')
+    return xp.where(valid, labels, 0), valid
 
 
 def _log_softmax(xp, x, axis):
@@ -182,11 +188,8 @@ class SoftmaxWithLossLayer(LossLayer):
     def forward(self, bottom, top):
         x = bottom[0].xdata.reshape(self.outer, self.classes, self.inner)
         xp = _xp(x)
-        labels = bottom[1].xdata.reshape(self.outer, self.inner).astype(np.int64)
-        valid = (labels != self.ignore_label) if self.ignore_label is not None \
-            else xp.ones(labels.shape, dtype=bool)
-        _check_labels(xp, labels, valid, self.classes)
-        index = xp.where(valid, labels, 0)
+        index, valid = _labels(xp, bottom[1], self.outer, self.inner, self.ignore_label,
+                               self.classes)
         log_prob = _log_softmax(xp, x, axis=1)
         picked = xp.take_along_axis(log_prob, index[:, None, :], axis=1)[:, 0, :]
         picked = xp.maximum(picked, np.log(FLT_MIN))
@@ -237,16 +240,8 @@ class AccuracyLayer(Layer):
         if self.top_k > bottom[0].count // max(bottom[1].count, 1):
             raise LayerError(f'top_k ({self.top_k}) must be less than or equal to the number '
                              f'of classes ({bottom[0].count // max(bottom[1].count, 1)})')
-        try:
-            self.axis = bottom[0].canonical_axis(self._axis_param)
-        except IndexError as err:
-            raise LayerError(f'accuracy_param.axis: {err}') from None
-        self.outer, self.classes, self.inner = _class_layout(bottom[0].shape, self.axis)
-        if self.outer * self.inner != bottom[1].count:
-            raise LayerError(
-                f'number of labels must match number of predictions: with classes on axis '
-                f'{self.axis} of a {bottom[0].shape} bottom there must be '
-                f'{self.outer * self.inner} labels, got {bottom[1].count}')
+        self.axis, self.outer, self.classes, self.inner = _labelled_class_layout(
+            bottom, self._axis_param, 'accuracy_param.axis')
         top[0].reshape(())
         if len(top) > 1:
             top[1].reshape((self.classes,))
@@ -254,11 +249,8 @@ class AccuracyLayer(Layer):
     def forward(self, bottom, top):
         scores = bottom[0].xdata.reshape(self.outer, self.classes, self.inner)
         xp = _xp(scores)
-        labels = bottom[1].xdata.reshape(self.outer, self.inner).astype(np.int64)
-        valid = (labels != self.ignore_label) if self.ignore_label is not None \
-            else xp.ones(labels.shape, dtype=bool)
-        _check_labels(xp, labels, valid, self.classes)
-        index = xp.where(valid, labels, 0)
+        index, valid = _labels(xp, bottom[1], self.outer, self.inner, self.ignore_label,
+                               self.classes)
         true_score = xp.take_along_axis(scores, index[:, None, :], axis=1)
         classes = xp.arange(self.classes)[None, :, None]
         better = (scores > true_score) | ((scores == true_score) & (classes > index[:, None, :]))
@@ -368,11 +360,11 @@ class PerItemLabelLoss(LossLayer):
 
 
 def _per_item_labels(bottom):
-    """bottom[0] as (N, dim) and bottom[1] as N int labels."""
+    """bottom[0] as (N, dim) and bottom[1] as N int labels, each checked to be in 0..dim-1."""
     num = bottom[0].shape[0]
     x = bottom[0].xdata.reshape(num, -1)
-    labels = bottom[1].xdata.reshape(num).astype(np.int64)
-    return x, labels
+    labels, _ = _labels(_xp(x), bottom[1], num, 1, None, x.shape[1])
+    return x, labels[:, 0]
 
 
 @register('HingeLoss')
@@ -389,7 +381,6 @@ class HingeLossLayer(PerItemLabelLoss):
     def forward(self, bottom, top):
         x, labels = _per_item_labels(bottom)
         xp = _xp(x)
-        _check_labels(xp, labels, xp.ones(labels.shape, dtype=bool), x.shape[1])
         delta = xp.ones(x.shape, dtype=x.dtype)
         delta[xp.arange(x.shape[0]), labels] = -1
         margin = xp.maximum(1 + delta * x, 0)
@@ -426,7 +417,6 @@ class MultinomialLogisticLossLayer(PerItemLabelLoss):
     def forward(self, bottom, top):
         p, labels = _per_item_labels(bottom)
         xp = _xp(p)
-        _check_labels(xp, labels, xp.ones(labels.shape, dtype=bool), p.shape[1])
         picked = xp.maximum(p[xp.arange(p.shape[0]), labels], p.dtype.type(LOG_THRESHOLD))
         self._picked, self._labels = picked, labels
         top[0].xdata = _scalar(xp, -xp.log(picked).sum() / p.shape[0], top[0].dtype)
@@ -497,11 +487,8 @@ class InfogainLossLayer(LossLayer):
     def forward(self, bottom, top):
         x = bottom[0].xdata.reshape(self.outer, self.classes, self.inner)
         xp = _xp(x)
-        labels = bottom[1].xdata.reshape(self.outer, self.inner).astype(np.int64)
-        valid = (labels != self.ignore_label) if self.ignore_label is not None \
-            else xp.ones(labels.shape, dtype=bool)
-        _check_labels(xp, labels, valid, self.classes)
-        index = xp.where(valid, labels, 0)
+        index, valid = _labels(xp, bottom[1], self.outer, self.inner, self.ignore_label,
+                               self.classes)
         h = self._infogain(bottom, xp, x.dtype)
         log_prob = _log_softmax(xp, x, axis=1)
         prob = xp.exp(log_prob)
