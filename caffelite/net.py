@@ -73,6 +73,7 @@ class Net:
         self.blobs = OrderedDict()
         self.bottom_vecs, self.top_vecs = [], []
         self.bottom_names, self.top_names = OrderedDict(), OrderedDict()
+        self._tops_by_layer = []              # top names per layer index (layer names repeat)
         self.blob_loss_weights = OrderedDict()
         self._loss_tops = []                  # (layer index, top index, weight)
         self.inputs = []
@@ -115,6 +116,7 @@ class Net:
                 top.append(self.blobs[name])
                 if lp.type == 'Input':
                     self.inputs.append(name)
+            top_names = list(lp.top) + self._automatic_tops(layer, top)
             try:
                 layer.check_blob_counts(bottom, top)
                 layer.setup(bottom, top)
@@ -129,14 +131,15 @@ class Net:
             self.bottom_vecs.append(bottom)
             self.top_vecs.append(top)
             self.bottom_names[lp.name] = list(lp.bottom)
-            self.top_names[lp.name] = list(lp.top)
-            self._set_loss_weights(i, layer, lp, top)
+            self.top_names[lp.name] = top_names
+            self._tops_by_layer.append(top_names)
+            self._set_loss_weights(i, layer, lp, top_names)
             layer_needs = any(blob_need_backward[n] for n in lp.bottom)
             layer_needs |= self._append_params(i, layer, lp)
             if layer_needs:
-                for name in lp.top:
+                for name in top_names:
                     blob_need_backward[name] = True
-            for name in lp.top:
+            for name in top_names:
                 blob_need_backward.setdefault(name, False)
             self.layer_need_backward.append(layer_needs)
             self.bottom_need_backward.append(need)
@@ -144,11 +147,26 @@ class Net:
         self._prune_backward(param.force_backward, blob_need_backward)
         self.outputs = [n for n in self.blobs if n not in consumed]
 
-    def _set_loss_weights(self, i, layer, lp, top):
-        if lp.loss_weight and len(lp.loss_weight) != len(top):
-            self._fail(lp, f'loss_weight must be given once per top ({len(top)}), '
+    def _automatic_tops(self, layer, top):
+        """Caffe's AutoTopBlobs: a loss layer given fewer tops than it needs gets anonymous
+        ones (named "(automatic)", numbered when there are several); returns their names."""
+        names = []
+        if not layer.auto_top_blobs:
+            return names
+        while len(top) < max(layer.min_top or 0, layer.exact_num_top or 0):
+            name = '(automatic)'
+            while name in self.blobs:
+                name = f'(automatic){len(self.blobs)}'
+            self.blobs[name] = Blob((), self.dtype)
+            top.append(self.blobs[name])
+            names.append(name)
+        return names
+
+    def _set_loss_weights(self, i, layer, lp, top_names):
+        if lp.loss_weight and len(lp.loss_weight) != len(top_names):
+            self._fail(lp, f'loss_weight must be given once per top ({len(top_names)}), '
                            f'got {len(lp.loss_weight)}')
-        for j, name in enumerate(lp.top):
+        for j, name in enumerate(top_names):
             weight = lp.loss_weight[j] if lp.loss_weight else (1.0 if layer.is_loss and j == 0
                                                                 else 0.0)
             if weight:
@@ -191,10 +209,9 @@ class Net:
         bottoms need no gradient; ``force_backward`` turns every allowed one back on."""
         under_loss, skip = set(), set()
         for i in reversed(range(len(self.layers))):
-            lp = self.param.layer[i]
-            contributes = any(self.blob_loss_weights.get(n, 0) or n in under_loss
-                              for n in lp.top)
-            skippable = all(n in skip for n in lp.top)
+            lp, tops = self.param.layer[i], self._tops_by_layer[i]
+            contributes = any(self.blob_loss_weights.get(n, 0) or n in under_loss for n in tops)
+            skippable = all(n in skip for n in tops)
             if self.layer_need_backward[i] and skippable:
                 self.layer_need_backward[i] = False
                 self.bottom_need_backward[i] = [False] * len(lp.bottom)

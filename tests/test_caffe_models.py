@@ -584,15 +584,9 @@ def test_every_solver_file_is_covered():
     assert sorted(p.name for p in MODELS.glob('*solver*.prototxt')) == sorted(SOLVERS)
 
 
-# Caffe gives a loss layer written without a top (common in V1 nets) an anonymous top of its
-# own (Layer::AutoTopBlobs, Net::AppendTop "(automatic)"); caffelite's Net does not yet.
-NO_AUTO_TOP = pytest.mark.xfail(strict=True, raises=caffe.CaffeliteError, reason='Net lacks AutoTopBlobs: a loss layer '
-                                'with no top fails "takes at least 1 top blob(s), got 0"')
-
-
-@pytest.mark.parametrize('name', [pytest.param(n, marks=NO_AUTO_TOP)
-                                  if n == 'lenet_consolidated_solver.prototxt' else n
-                                  for n in sorted(SOLVERS)])
+# lenet_consolidated_solver's V1 loss layers have no top: Caffe (and the Net) give them an
+# anonymous "(automatic)" one (Layer::AutoTopBlobs).
+@pytest.mark.parametrize('name', sorted(SOLVERS))
 def test_solver(fx, tmp_path, name):
     kind, num_test_nets, (lmdb, mean), step = SOLVERS[name]
     lmdb, mean = (getattr(fx, key) if key else None for key in (lmdb, mean))

@@ -303,3 +303,13 @@ def test_parse_error_names_file_and_line(tmp_path):
 def test_missing_prototxt_is_a_clear_error(tmp_path):
     with pytest.raises(CaffeliteError, match='cannot read .*missing.prototxt'):
         caffe.Net(str(tmp_path / 'missing.prototxt'), caffe.TRAIN)
+
+
+def test_loss_layer_without_a_top_gets_an_automatic_one():
+    net = build(MLP.replace('bottom: "label" top: "loss" }', 'bottom: "label" }'))
+    net.blobs['label'].data[...] = [0, 2, 1, 2]
+    assert '(automatic)' in net.outputs and net.blob_loss_weights['(automatic)'] == 1.0
+    assert net.top_names['loss'] == ['(automatic)']
+    loss = net.forward_backward()
+    assert loss == pytest.approx(float(net.blobs['(automatic)'].data)) and loss > 0
+    assert np.abs(net.params['ip1'][0].diff).sum() > 0

@@ -59,8 +59,10 @@ class Layer:
     exact_num_top = None
     min_top = None
     max_top = None
-    # Loss layers weigh their first top by 1 unless the prototxt says otherwise.
+    # Loss layers weigh their first top by 1 unless the prototxt says otherwise, and get an
+    # anonymous top when the prototxt gives none (Caffe's AutoTopBlobs).
     is_loss = False
+    auto_top_blobs = False
     # Which of how many data-parallel workers runs this layer (caffelite.parallel.current(),
     # unless assigned): data layers, Python layers included, deal out their records by them.
     solver_rank = WorkerAttribute('rank')

@@ -116,6 +116,7 @@ class LossLayer(Layer):
     """Base: two bottoms (predictions, labels) with the same first dimension; one scalar top.
     Force-backward never reaches the labels (bottom 1)."""
     is_loss = True
+    auto_top_blobs = True
     exact_num_bottom = 2
     exact_num_top = 1
 
