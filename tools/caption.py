@@ -61,8 +61,10 @@ def _take(state, rows):
     return [s[rows] for s in state]
 
 
-def greedy_search(step, state, max_length):
-    """-> list (per row) of word id lists (without the final <EOS>), list of scores."""
+def _decode_one_word_at_a_time(step, state, max_length, choose):
+    """Run ``step`` from <EOS> until every row emits <EOS> or ``max_length`` words;
+    ``choose(logits)`` picks each row's next word. -> (word id lists without the final <EOS>,
+    log p of each caption under the model)."""
     b = state[0].shape[0]
     words = np.full(b, EOS, dtype=np.int64)
     alive = np.ones(b, dtype=bool)
@@ -70,33 +72,7 @@ def greedy_search(step, state, max_length):
     out = [[] for _ in range(b)]
     for t in range(max_length):
         logits, state = step(words, t, state)
-        logp = log_softmax(logits)
-        words = logp.argmax(axis=1)
-        scores[alive] += logp[np.arange(b), words][alive]
-        for i in np.flatnonzero(alive & (words != EOS)):
-            out[i].append(int(words[i]))
-        alive &= words != EOS
-        if not alive.any():
-            break
-    return out, scores
-
-
-def sample_search(step, state, max_length, temperature=1.0, rng=None):
-    """Ancestral sampling from softmax(logits / temperature); -> (word id lists, log p)."""
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0 (use greedy for the argmax)")
-    rng = np.random.default_rng(rng)
-    b = state[0].shape[0]
-    words = np.full(b, EOS, dtype=np.int64)
-    alive = np.ones(b, dtype=bool)
-    scores = np.zeros(b)
-    out = [[] for _ in range(b)]
-    for t in range(max_length):
-        logits, state = step(words, t, state)
-        p = np.exp(log_softmax(np.asarray(logits, np.float64) / temperature))
-        cdf = np.cumsum(p, axis=1)
-        u = rng.random(b)[:, None] * cdf[:, -1:]
-        words = np.minimum((cdf <= u).sum(axis=1), p.shape[1] - 1)
+        words = choose(logits)
         scores[alive] += log_softmax(logits)[np.arange(b), words][alive]
         for i in np.flatnonzero(alive & (words != EOS)):
             out[i].append(int(words[i]))
@@ -104,6 +80,27 @@ def sample_search(step, state, max_length, temperature=1.0, rng=None):
         if not alive.any():
             break
     return out, scores
+
+
+def greedy_search(step, state, max_length):
+    """The most likely word at every step; -> (word id lists, log p)."""
+    return _decode_one_word_at_a_time(step, state, max_length,
+                                      lambda logits: log_softmax(logits).argmax(axis=1))
+
+
+def sample_search(step, state, max_length, temperature=1.0, rng=None):
+    """Ancestral sampling from softmax(logits / temperature); -> (word id lists, log p)."""
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (use greedy for the argmax)")
+    rng = np.random.default_rng(rng)
+
+    def choose(logits):
+        p = np.exp(log_softmax(np.asarray(logits, np.float64) / temperature))
+        cdf = np.cumsum(p, axis=1)
+        u = rng.random(p.shape[0])[:, None] * cdf[:, -1:]
+        return np.minimum((cdf <= u).sum(axis=1), p.shape[1] - 1)
+
+    return _decode_one_word_at_a_time(step, state, max_length, choose)
 
 
 def beam_search(step, state, max_length, beam_size):
