@@ -6,7 +6,7 @@ Every layer is written once against ``xp = get_array_module(array)``. The curren
 """
 import numpy as np
 
-_state = {'mode': 'cpu', 'device': 0, 'seed': None}
+_state = {'mode': 'cpu', 'device': 0}
 _host_rng = [np.random.default_rng()]
 
 
@@ -69,7 +69,6 @@ def to_device(a):
 
 def set_random_seed(seed):
     """Seed every random stream (fillers, dropout, data shuffling) so a run repeats exactly."""
-    _state['seed'] = int(seed)
     _host_rng[0] = np.random.default_rng(int(seed))
     if _state['mode'] == 'gpu':
         _cupy().random.seed(int(seed))
