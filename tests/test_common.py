@@ -2,24 +2,12 @@
 Caffe's shape rules and errors, and float64 finite-difference gradient checks."""
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffelite.blob import Blob
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
-from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
-
-
-def make(text, phase=pb.TRAIN):
-    return create_layer(text_format.Parse(text, pb.LayerParameter()), phase, dtype=np.float64)
-
-
-def blob(array):
-    array = np.asarray(array, dtype=np.float64)
-    b = Blob(array.shape, np.float64)
-    b.data[...] = array
-    return b
+from layer_testing import blob, make
 
 
 def run(layer, bottom, ntop=1):

@@ -4,26 +4,14 @@ import math
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffelite.blob import Blob
 from caffelite.errors import CaffeliteError, LayerError
 from caffelite.gradient_check import check_layer_gradient
-from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
+from layer_testing import blob, make
 
 LN2 = math.log(2.0)
-
-
-def make(text, phase=pb.TRAIN):
-    return create_layer(text_format.Parse(text, pb.LayerParameter()), phase, dtype=np.float64)
-
-
-def blob(array):
-    array = np.asarray(array, dtype=np.float64)
-    b = Blob(array.shape, np.float64)
-    b.data[...] = array
-    return b
 
 
 def run(layer, bottoms, num_top=1):

@@ -2,26 +2,15 @@
 mask, and float64 finite-difference gradient checks (bottoms and PReLU's slopes)."""
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffelite import backend
 from caffelite.blob import Blob
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
-from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
+from layer_testing import blob, make
 
 SHAPE = (2, 3, 4, 5)
-
-
-def make(text, phase=pb.TRAIN):
-    return create_layer(text_format.Parse(text, pb.LayerParameter()), phase, dtype=np.float64)
-
-
-def blob(array):
-    b = Blob(array.shape, np.float64)
-    b.data[...] = array
-    return b
 
 
 def away_from_kinks(shape=SHAPE, seed=0, low=0.1, high=2.0):

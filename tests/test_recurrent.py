@@ -11,18 +11,9 @@ from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
 from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
+from layer_testing import blob, make
 
 LRCN = Path(__file__).resolve().parents[2] / 'shared' / 'reference' / 'lrcn'
-
-
-def make(text, dtype=np.float64, phase=pb.TRAIN):
-    return create_layer(text_format.Parse(text, pb.LayerParameter()), phase, dtype=dtype)
-
-
-def blob(array, dtype=np.float64):
-    b = Blob(np.shape(array), dtype)
-    b.data[...] = array
-    return b
 
 
 def recurrent(kind, hidden, expose=False, dtype=np.float64, weight='uniform min: -0.6 max: 0.6',

@@ -16,18 +16,9 @@ from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
 from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
+from layer_testing import blob, make
 
 F64 = np.float64
-
-
-def make(text, phase=pb.TRAIN):
-    return create_layer(text_format.Parse(text, pb.LayerParameter()), phase, dtype=F64)
-
-
-def blob(array):
-    b = Blob(array.shape, F64)
-    b.data[...] = array
-    return b
 
 
 def tops(n=1):

@@ -40,7 +40,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from tools.coco_to_hdf5 import UNK, build_vocabulary, caption_to_streams, split_sentence  # noqa
+from tools.coco_to_hdf5 import build_vocabulary, caption_to_streams, split_sentence  # noqa
 
 DATA = "data/video_description"
 T, N, BLOCKS = 10, 50, (5, 8, 10)

@@ -619,5 +619,3 @@ class MemoryDataLayer(Layer):
     def backward(self, top, propagate_down, bottom):
         pass
 
-
-from . import video_data  # noqa: E402,F401  (registers VideoData)
