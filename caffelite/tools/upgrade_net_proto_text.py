@@ -11,7 +11,7 @@ import warnings
 
 from google.protobuf import text_format
 
-from ..io import atomic_path
+from ..io import atomic_path, write_proto_atomic
 from ..net_rules import upgrade_input_fields
 from ..proto import caffelite_pb2 as pb
 from ..prototxt import read_proto_binary, read_prototxt
@@ -55,10 +55,6 @@ def write_text(path, message):
             f.write(text_format.MessageToString(message))
 
 
-def write_binary(path, message):
-    with atomic_path(path) as tmp:
-        with open(tmp, 'wb') as f:
-            f.write(message.SerializeToString())
 
 
 def upgrade_text(args):
@@ -72,7 +68,7 @@ def upgrade_text(args):
 def upgrade_binary(args):
     param = read_proto_binary(args.input_file, pb.NetParameter())
     param = upgrade_net_logged(param, args.input_file)
-    write_binary(args.output_file, param)
+    write_proto_atomic(args.output_file, param)
     logger.info('Wrote upgraded NetParameter binary proto to %s', args.output_file)
     return 0
 
