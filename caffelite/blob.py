@@ -32,9 +32,6 @@ class Blob:
     def num_axes(self):
         return len(self._shape)
 
-    def shape_string(self):
-        return ' '.join(str(s) for s in self._shape) + f' ({self.count})'
-
     def canonical_axis(self, axis):
         """Caffe's CanonicalAxisIndex: negative axes count from the end."""
         n = len(self._shape)
@@ -55,9 +52,6 @@ class Blob:
         self._shape = shape
         self._data = self._data.reshape(shape) if same_count and self._data is not None else None
         self._diff = self._diff.reshape(shape) if same_count and self._diff is not None else None
-
-    def reshape_like(self, other):
-        self.reshape(other.shape)
 
     # legacy 4-D accessors (pycaffe's num/channels/height/width)
     def _legacy(self, i):

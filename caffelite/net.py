@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import backend
+from . import backend, io
 from .blob import Blob
 from .errors import CaffeliteError, LayerError, layer_context
 from .layers import create_layer
@@ -341,20 +341,16 @@ class Net:
     # -- weights ----------------------------------------------------------------------------
     def copy_from(self, path):
         """Copy weights by layer name from a .caffemodel, or a Caffe .h5 weights file."""
-        from . import io
         io.copy_weights_into(self, path)
 
     def save(self, path):
         """Write the net and its weights as a binary .caffemodel (atomically)."""
-        from . import io
         io.write_proto_atomic(path, io.net_to_proto(self))
 
     def save_hdf5(self, path):
-        from . import io
         io.save_weights_hdf5(self, path)
 
     def load_hdf5(self, path):
-        from . import io
         io.copy_weights_into(self, path)
 
     def share_trained_layers_with(self, other):
