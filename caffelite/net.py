@@ -2,6 +2,11 @@
 
 The pycaffe API is kept: ``Net(model, phase, weights=...)``, ``net.blobs``, ``net.params``,
 ``net.forward(**inputs)``, ``net.backward(**diffs)``, ``net.save(path)``.
+
+Caffe's net callbacks: ``add_before_forward(f)``, ``add_after_forward(f)``,
+``add_before_backward(f)``, ``add_after_backward(f)``; each ``f(i)`` is called with the
+layer index around layer i's forward (reshape included) or backward, for every layer the
+pass runs (also those that need no backward), in the order the layers run.
 """
 import os
 from collections import OrderedDict
@@ -43,6 +48,8 @@ class Net:
 
     def __init__(self, model, phase=None, level=0, stages=None, weights=None, state=None,
                  source=None, dtype=np.float32):
+        self._before_forward, self._after_forward = [], []
+        self._before_backward, self._after_backward = [], []
         if isinstance(phase, (str, os.PathLike)):          # Net(model, weights, phase)
             phase, weights, level = level, phase, 0
         if isinstance(model, pb.NetParameter):
@@ -246,6 +253,24 @@ class Net:
     def _blob_names(self):
         return list(self.blobs)
 
+    # -- callbacks (Caffe's Net::Callback) ----------------------------------------------------
+    def add_before_forward(self, callback):
+        """``callback(i)`` runs before layer i's reshape and forward."""
+        self._before_forward.append(callback)
+
+    def add_after_forward(self, callback):
+        """``callback(i)`` runs right after layer i's forward."""
+        self._after_forward.append(callback)
+
+    def add_before_backward(self, callback):
+        """``callback(i)`` runs before layer i's backward."""
+        self._before_backward.append(callback)
+
+    def add_after_backward(self, callback):
+        """``callback(i)`` runs right after layer i's backward (e.g. a gradient reduction
+        that starts on the parameters that are final once backward has passed layer i)."""
+        self._after_backward.append(callback)
+
     # -- running ----------------------------------------------------------------------------
     def _layer_index(self, name, default):
         if name is None:
@@ -264,9 +289,13 @@ class Net:
     def forward_from_to(self, start, end):
         """Reshape and forward layers start..end (inclusive); return their weighted loss."""
         for i in range(start, end + 1):
+            for callback in self._before_forward:
+                callback(i)
             layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
             self._run_layer(i, lambda: layer.reshape(bottom, top))
             self._run_layer(i, lambda: layer.forward(bottom, top))
+            for callback in self._after_forward:
+                callback(i)
         loss = 0.0
         for i, j, weight in self._loss_tops:
             if start <= i <= end:
@@ -276,10 +305,14 @@ class Net:
     def backward_from_to(self, start, end):
         """Backward for layers start down to end (inclusive), where a gradient is needed."""
         for i in range(start, end - 1, -1):
+            for callback in self._before_backward:
+                callback(i)
             if self.layer_need_backward[i]:
                 layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
                 self._run_layer(i, lambda: layer.backward(top, self.bottom_need_backward[i],
                                                           bottom))
+            for callback in self._after_backward:
+                callback(i)
 
     def seed_loss_diffs(self):
         """Set each loss top's diff to its loss weight (where backward starts)."""
