@@ -8,7 +8,8 @@ slot in (a reduction in an ``on_gradients_ready`` hook) without touching the upd
 3. ``test_all``              every test_interval iterations (and at 0 if test_initialization)
 4. ``on_start`` hooks
 5. ``forward_backward``      iter_size forward/backward passes; diffs accumulate, loss averaged
-6. ``on_gradients_ready`` hooks (e.g. an allreduce of the diffs over workers)
+6. ``on_gradients_ready`` hooks (e.g. an allreduce of the diffs over workers; see
+                             ``attach_sync``)
 7. ``apply_update``          lr = get_learning_rate(); clip_gradients(); then for each param
                              normalize (1/iter_size), regularize (L2 / L1 weight decay),
                              compute_update_value (the solver type's rule); update_params
@@ -49,7 +50,8 @@ class Solver:
     ``Solver(solver_prototxt_path_or_SolverParameter)``; pycaffe's attributes: ``net``,
     ``test_nets``, ``iter``, ``param``, and ``step(n)``, ``solve(resume_file=None)``,
     ``restore(path)``, ``snapshot()``, ``apply_update()``, ``add_callback(...)``.
-    ``rank`` / ``world_size`` say which of how many data-parallel workers this is (0 / 1).
+    ``rank`` / ``world_size`` say which of how many data-parallel workers this is (0 / 1);
+    ``sync`` is the data-parallel synchronizer attached with ``attach_sync`` (else None).
     """
     type = None
 
@@ -70,6 +72,7 @@ class Solver:
         self.rank, self.world_size = int(rank), int(world_size)
         self.on_start, self.on_gradients_ready = [], []
         self._action_function = None
+        self.sync = None
         self.check_param()
         self.snapshot_prefix = resolve_output_prefix(param.snapshot_prefix, self.base_dir) \
             if param.HasField('snapshot_prefix') else None
@@ -163,13 +166,39 @@ class Solver:
         if on_gradients_ready is not None:
             self.on_gradients_ready.append(on_gradients_ready)
 
+    def attach_sync(self, sync):
+        """Make this solver one worker of a data-parallel run (Caffe's P2PSync / NCCL
+        registering itself as a Solver::Callback). ``sync`` provides:
+
+        - ``on_start()`` / ``on_gradients_ready()``: added as callbacks (the gradient
+          reduction; on_gradients_ready also agrees on the action, polling this solver's
+          action function through ``poll_action_function`` where it decides);
+        - ``requested_action()``: the action every worker takes, which ``get_requested_action``
+          then returns instead of polling the action function;
+        - ``restore(state_file)``: what ``restore`` does (e.g. rank 0 reads with
+          ``load_state``, then broadcasts).
+
+        The caller keeps calling ``set_action_function``, ``restore`` and ``solve`` on the
+        solver, parallel or not. One sync per solver."""
+        if self.sync is not None:
+            raise CaffeliteError('this solver is already attached to a data-parallel run')
+        self.sync = sync
+        self.add_callback(on_start=sync.on_start, on_gradients_ready=sync.on_gradients_ready)
+
     def set_action_function(self, function):
         """``function()`` -> 'none' | 'stop' | 'snapshot', polled between iterations
         (Caffe's SetActionFunction; see signals.SignalHandler)."""
         self._action_function = function
 
-    def get_requested_action(self):
+    def poll_action_function(self):
+        """What this process's action function asks for now ('none' without one)."""
         return self._action_function() if self._action_function else signals.NONE
+
+    def get_requested_action(self):
+        """The action to take now: the sync's agreed one when attached, else this process's."""
+        if self.sync is not None:
+            return self.sync.requested_action()
+        return self.poll_action_function()
 
     # -- training ------------------------------------------------------------------------------
     def solve(self, resume_file=None):
@@ -445,7 +474,16 @@ class Solver:
         return model, path
 
     def restore(self, state_file):
-        """Continue from a .solverstate (or .solverstate.h5): iteration, weights, history."""
+        """Continue from a .solverstate (or .solverstate.h5): iteration, weights, history
+        (through the attached sync, if any: see ``attach_sync``)."""
+        if self.sync is not None:
+            self.sync.restore(os.fspath(state_file))
+        else:
+            self.load_state(state_file)
+
+    def load_state(self, state_file):
+        """Read a .solverstate (or .solverstate.h5) into this solver: iteration, weights,
+        history (Caffe's Restore on one worker)."""
         state_file = os.fspath(state_file)
         state = read_state(state_file)
         self._check_history(state, state_file)
