@@ -1,7 +1,7 @@
 """Data-parallel training on one machine: K processes x 1 thread against 1 process x K threads.
 
 Each configuration trains the same global batch G per iteration for --iters iterations with
-``python -m caffelite.parallel --time`` (solver: SGD, momentum 0.9; everything an iteration
+``python tests/mpi_harness.py --time`` (solver: SGD, momentum 0.9; everything an iteration
 does is timed: data, forward, backward, the gradient allreduce, the update):
 
     1p x 1t   one process, one BLAS thread, batch G              (the baseline)
@@ -146,8 +146,8 @@ def mpiexec():
 
 
 def run_mode(folder, solver, processes, threads, warmup, extra=()):
-    command = [sys.executable, '-m', 'caffelite.parallel', '--solver', solver, '--time',
-               '--warmup', str(warmup), *extra]
+    command = [sys.executable, os.path.join(REPO, 'tests', 'mpi_harness.py'), '--solver', solver,
+               '--time', '--warmup', str(warmup), *extra]
     if processes > 1:
         command = [mpiexec(), '-n', str(processes)] + command
     done = subprocess.run(command, cwd=folder, env=environment(threads), capture_output=True,

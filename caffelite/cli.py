@@ -20,7 +20,6 @@ import numpy as np
 from . import backend, parallel
 from .errors import CaffeliteError
 from .proto import caffelite_pb2 as pb
-from .solvers import get_solver
 from .solvers.log import fmt, glog_handler, logger
 from .solvers.params import read_solver_param
 from .solvers.signals import ACTIONS, SignalHandler
@@ -205,35 +204,30 @@ def train_command(args, handler):
         del param.weights[:]
         param.weights.append(args.weights)
     gpus = _gpu_ids(args.gpu) if args.gpu is not None else []
-    context = parallel.mpi.context_from_environment(gpus)   # None unless mpiexec -n K > 1
-    if context is None:
-        if len(gpus) > 1:                     # --gpu 0,1 typed without mpiexec
-            parallel.mpi.relaunch(len(gpus))  # execs mpiexec -n 2 caffelite train ...
-        return _train(args, handler, param, None)
+    context = parallel.context_from_environment(gpus)   # None unless mpiexec -n K > 1
+    if context is None and len(gpus) > 1:     # --gpu 0,1 typed without mpiexec
+        parallel.relaunch(len(gpus))          # execs mpiexec -n 2 caffelite train ...
     with parallel.abort_on_error(context):    # a failing rank ends every rank, naming itself
         return _train(args, handler, param, context)
 
 
 def _train(args, handler, param, context):
-    if context is None:
+    """Train with one worker (``context`` None) or as one of several; the same solver calls
+    either way (under several workers the solver's sync reduces, agrees and restores)."""
+    parallel.quiet_unless_root(context)       # rank 0 alone logs
+    if context is None or context.kind != 'nccl':     # NCCLContext already chose its GPU
         _select_device(args, param)
-        solver, dp = get_solver(param, solver_path=args.solver), None
-    else:
-        parallel.mpi.quiet_unless_root(context)   # rank 0 alone logs
-        if context.kind != 'nccl':            # NCCLContext already chose its GPU
-            _select_device(args, param)
-        solver, dp = parallel.mpi.data_parallel_solver(param, context,
-                                                       solver_path=args.solver)
+    solver = parallel.train_solver(param, context, solver_path=args.solver)
     if (context is None or context.is_root) and sys.stdout.isatty() and sys.stderr.isatty():
         progress = Progress(solver, sys.stderr)
         solver.on_start.append(progress.on_start)
         handler.before_emit = progress.clear
     try:
         with SignalHandler(args.sigint_effect, args.sighup_effect) as signals:
-            (dp or solver).set_action_function(signals.requested_action)
+            solver.set_action_function(signals.requested_action)
             if args.snapshot:
                 logger.info('Resuming from %s', args.snapshot)
-                (dp or solver).restore(args.snapshot)   # under MPI: rank 0 reads, broadcasts
+                solver.restore(args.snapshot)   # under MPI: rank 0 reads, broadcasts
             logger.info('Starting Optimization')
             solver.solve()
     finally:

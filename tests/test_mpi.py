@@ -2,7 +2,7 @@
 K workers at batch B with one worker at batch K x B, faults, and resuming across worker
 counts.
 
-The MPI tests start ``mpiexec -n 2 python -m caffelite.parallel ...`` (mpi4py with the
+The MPI tests start ``mpiexec -n 2 python tests/mpi_harness.py ...`` (mpi4py with the
 ``mpich`` wheel from PyPI: ``pip install -e .[mpi]``); they are skipped, with the reason,
 where mpi4py or mpiexec is missing. The other tests (dealing by rank in the data layers,
 buckets, the fault wrapper) need no MPI.
@@ -21,11 +21,12 @@ from google.protobuf import text_format
 from caffelite import parallel
 from caffelite.blob import Blob
 from caffelite.layers import create_layer
-from caffelite.parallel import WorkerContext, current, using
 from caffelite.parallel.mpi import first_use_by_blob, make_buckets, worker_solver_param
 from caffelite.proto import caffelite_pb2 as pb
+from caffelite.worker import WorkerContext, current, using
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HARNESS = os.path.join(REPO, 'tests', 'mpi_harness.py')
 ROWS = (10, 14)         # two HDF5 files: 24 rows, one epoch = 6 steps of 4 rows
 TIMEOUT = 90
 
@@ -93,12 +94,11 @@ def mpiexec_path():
 
 
 def launch(folder, *args, n=2, timeout=TIMEOUT):
-    """Run ``mpiexec -n N python -m caffelite.parallel ARGS`` in ``folder``; returns
+    """Run ``mpiexec -n N python tests/mpi_harness.py ARGS`` in ``folder``; returns
     (CompletedProcess, seconds)."""
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''),
                OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    command = [mpiexec_path(), '-n', str(n), sys.executable, '-m', 'caffelite.parallel',
-               *map(str, args)]
+    command = [mpiexec_path(), '-n', str(n), sys.executable, HARNESS, *map(str, args)]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -205,6 +205,21 @@ def test_assigned_rank_overrides_the_context_and_test_phase_reads_everything(wor
         top = [Blob(), Blob()]
         layer.setup([], top)
         assert read_ids(layer, top, 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_imports_run_one_way_layers_below_parallel_and_mpi_below_nccl():
+    """The layers read the worker identity from caffelite.worker, never caffelite.parallel;
+    mpi.py does not import nccl.py; importing caffelite.parallel loads no MPI."""
+    code = ('import sys, caffelite, caffelite.layers\n'
+            'assert not [m for m in sys.modules if m.startswith("caffelite.parallel")]\n'
+            'import caffelite.parallel, caffelite.parallel.mpi\n'
+            'assert "caffelite.parallel.nccl" not in sys.modules\n'
+            'assert "mpi4py" not in sys.modules and "mpi4py.MPI" not in sys.modules\n'
+            'assert caffelite.parallel.current is caffelite.worker.current\n')
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    done = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
 
 
 def test_launched_by_mpi_reads_the_launcher_environment():

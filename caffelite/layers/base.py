@@ -20,8 +20,8 @@ from .. import backend
 from ..blob import Blob
 from ..errors import CaffeliteError, LayerError
 from ..filler import fill
-from ..parallel.context import WorkerAttribute
 from ..proto import caffelite_pb2 as pb
+from ..worker import WorkerAttribute
 
 LAYER_REGISTRY = {}
 
@@ -63,7 +63,7 @@ class Layer:
     # anonymous top when the prototxt gives none (Caffe's AutoTopBlobs).
     is_loss = False
     auto_top_blobs = False
-    # Which of how many data-parallel workers runs this layer (caffelite.parallel.current(),
+    # Which of how many data-parallel workers runs this layer (caffelite.worker.current(),
     # unless assigned): data layers, Python layers included, deal out their records by them.
     solver_rank = WorkerAttribute('rank')
     solver_count = WorkerAttribute('size')

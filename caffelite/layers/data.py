@@ -13,9 +13,9 @@ from .. import backend
 from ..data_transformer import DataTransformer, load_image, resolve_path
 from ..errors import LayerError
 from ..filler import fill
-from ..parallel.context import shard_rng
 from ..prefetch import Prefetcher
 from ..proto import caffelite_pb2 as pb
+from ..worker import shard_rng
 from .base import Layer, register
 
 

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 from ..data_transformer import DataTransformer, load_image, resolve_path
 from ..errors import CaffeliteError, LayerError
 from ..proto import caffelite_pb2 as pb
-from ..parallel.context import shard_rng
+from ..worker import shard_rng
 from .base import register
 from .data import PrefetchingDataLayer, _source_dir
 

@@ -35,8 +35,8 @@ import numpy as np
 
 from ..data_transformer import IMAGE_EXTENSIONS, DataTransformer
 from ..errors import LayerError
-from ..parallel.context import shard_rng
 from ..proto import caffelite_pb2 as pb
+from ..worker import shard_rng
 from .base import register
 from .data import (PrefetchingDataLayer, _list_file, _source_dir, decode_images,
                    load_listed_image, read_list_file)

@@ -21,9 +21,12 @@ rank 0, so the replicas start equal whatever their seeds (random_seed + rank) dr
 
 How much of the reduction overlaps backward depends on the MPI's progress: a non-blocking
 collective advances only inside MPI calls unless the MPI runs a progress thread (MPICH:
-``MPIR_CVAR_ASYNC_PROGRESS=1``). The net's backward loop is wrapped here (``backward_from_to``
-runs one layer at a time) so that after every layer the issued buckets are polled
-(``Testall``), which keeps them moving between layers without a thread.
+``MPIR_CVAR_ASYNC_PROGRESS=1``). So the reducer is a callback of the net after each layer's
+backward (``Net.add_after_backward``, Caffe's hook): it issues the buckets that just became
+final and polls the ones in flight (``Testall``), which keeps them moving between layers
+without a thread.
+
+This module knows nothing of NCCL (``nccl.py`` builds on it); ``launch.py`` picks the engine.
 """
 import logging
 import os
@@ -36,7 +39,7 @@ import numpy as np
 from .. import backend
 from ..errors import CaffeliteError
 from ..solvers import signals
-from .context import WorkerContext
+from ..worker import WorkerContext
 
 logger = logging.getLogger('caffelite')
 
@@ -173,12 +176,13 @@ class GradientAllreduce:
     bucket by bucket, each bucket issued (``Iallreduce``) as soon as backward has passed the
     layers that own it.
 
-    ``install()`` wraps the net's ``backward_from_to`` (on this net object only) so the
-    backward pass runs one layer at a time with ``layer_done(i)`` after each; ``arm(passes)``
-    (at the start of an iteration) says how many forward/backward passes the iteration
-    makes (the solver's iter_size): only the last pass issues reductions, since the diffs
-    accumulate over the passes. ``finish()`` issues what is left, waits, and scales.
-    With ``overlap=False`` every bucket is issued in ``finish()`` (after backward).
+    It registers ``layer_done(i)`` as the net's after-backward callback. ``arm(passes)`` (at
+    the start of an iteration) says how many forward/backward passes the iteration makes
+    (the solver's iter_size): only the last pass issues reductions, since the diffs
+    accumulate over the passes (a pass ends when backward has run layer 0). ``finish()``
+    issues what is left, waits, and scales. With ``overlap=False`` every bucket is issued in
+    ``finish()`` (after backward). Outside an armed iteration (pycaffe's ``net.backward()``)
+    the callback does nothing.
     """
 
     def __init__(self, net, comm, bucket_bytes=int(DEFAULT_BUCKET_MB * 2 ** 20), overlap=True):
@@ -189,58 +193,49 @@ class GradientAllreduce:
         # Backward produces the last layers' gradients first: pack those first.
         order = sorted(params, key=lambda blob: -first.get(id(blob), 0))
         self.buckets = make_buckets(order, bucket_bytes, lambda blob: first.get(id(blob), 0))
-        self._plain_backward = None
         self._passes_left = 0
         self._next = 0          # the first bucket not issued yet
         self.stats = {'iterations': 0, 'issued_during_backward': 0, 'issued_after_backward': 0,
                       'issue_seconds': 0.0, 'finish_seconds': 0.0}
-
-    # wrapping the net's backward loop
-    def install(self):
-        if self._plain_backward is None:
-            self._plain_backward = self.net.backward_from_to
-            self.net.backward_from_to = self.backward_from_to
-
-    def uninstall(self):
-        if self._plain_backward is not None:
-            del self.net.backward_from_to          # the instance attribute; the method returns
-            self._plain_backward = None
+        net.add_after_backward(self.layer_done)
 
     def arm(self, passes=1):
         self._passes_left = int(passes)
         self._next = 0
 
-    def backward_from_to(self, start, end):
-        """The net's backward for layers start..end, issuing buckets as they become final
-        when this is the iteration's last pass."""
-        plain = self._plain_backward
-        if self._passes_left <= 0:                 # not inside a solver iteration
-            return plain(start, end)
-        self._passes_left -= 1
-        if self._passes_left > 0 or not self.overlap:
-            return plain(start, end)
-        for i in range(start, end - 1, -1):
-            plain(i, i)
-            self.layer_done(i)
-        return None
-
     def layer_done(self, i):
-        """Backward has run layer i (and every layer above it): issue the buckets that are
-        now final, and give the ones in flight a chance to progress."""
-        start = time.perf_counter()
-        while self._next < len(self.buckets) and self.buckets[self._next].ready_layer >= i:
-            self._issue(self._next)
-            self.stats['issued_during_backward'] += 1
-            self._next += 1
-        pending = [b.request for b in self.buckets[:self._next] if b.request is not None]
-        if pending:
-            self.MPI.Request.Testall(pending)
-        self.stats['issue_seconds'] += time.perf_counter() - start
+        """Backward has run layer i (and every layer above it): on the iteration's last pass,
+        issue the buckets that are now final, and give the ones in flight a chance to
+        progress."""
+        if self._passes_left <= 0:                 # not inside a solver iteration
+            return
+        if self._passes_left == 1 and self.overlap:
+            start = time.perf_counter()
+            while self._next < len(self.buckets) and self.buckets[self._next].ready_layer >= i:
+                self._issue(self._next)
+                self.stats['issued_during_backward'] += 1
+                self._next += 1
+            self._progress()
+            self.stats['issue_seconds'] += time.perf_counter() - start
+        if i == 0:
+            self._passes_left -= 1
 
     def _issue(self, k):
         bucket = self.buckets[k]
         bucket.pack('xdiff')
         bucket.request = self.comm.Iallreduce(self.MPI.IN_PLACE, bucket.buffer, op=self.MPI.SUM)
+
+    def _progress(self):
+        """Poll the buckets in flight (an MPI collective advances inside MPI calls)."""
+        pending = [b.request for b in self.buckets[:self._next] if b.request is not None]
+        if pending:
+            self.MPI.Request.Testall(pending)
+
+    def _wait(self):
+        """Block until every issued bucket is reduced."""
+        self.MPI.Request.Waitall([b.request for b in self.buckets])
+        for bucket in self.buckets:
+            bucket.request = None
 
     def finish(self):
         """Issue the remaining buckets, wait for all, and write diff = sum / size."""
@@ -249,10 +244,9 @@ class GradientAllreduce:
             self._issue(self._next)
             self.stats['issued_after_backward'] += 1
             self._next += 1
-        self.MPI.Request.Waitall([b.request for b in self.buckets])
+        self._wait()
         scale = 1.0 / self.comm.size
         for bucket in self.buckets:
-            bucket.request = None
             bucket.unpack('xdiff', scale)
         self._passes_left = 0
         self._next = 0
@@ -301,15 +295,17 @@ def check_data_layers(net):
 
 
 class DataParallel:
-    """Ties a solver (built while ``context`` was current, see ``data_parallel_solver``) to
-    the other workers: broadcasts rank 0's weights now, reduces the gradients every
-    iteration (an ``on_start`` and an ``on_gradients_ready`` callback of the solver), and
-    makes the workers agree on signals (rank 0's requests count; only rank 0 snapshots).
+    """Ties a solver (built while ``context`` was current, see ``launch.train_solver``) to
+    the other workers, attaching itself as the solver's sync (``solver.attach_sync``, Caffe's
+    P2PSync / NCCL as a ``Solver::Callback``): broadcasts rank 0's weights now, reduces the
+    gradients every iteration (``on_start``, ``on_gradients_ready``), makes the workers agree
+    on signals (``requested_action``: rank 0's requests count; only rank 0 snapshots), and
+    restores a snapshot on rank 0 alone and broadcasts it (``restore``). The caller keeps
+    driving the solver: ``solver.set_action_function(f)``, ``solver.restore(path)``,
+    ``solver.solve()``.
 
     ``reducer(net)``, if given, makes the gradient reducer (default: GradientAllreduce over
-    MPI; nccl.py passes its NCCL one).
-    Use ``set_action_function(f)`` here instead of ``solver.set_action_function(f)``, and
-    ``restore(path)`` (path read on rank 0 only) instead of ``solver.restore(path)``.
+    MPI; launch.py passes NCCL's for an NCCLContext).
     """
 
     def __init__(self, solver, context, bucket_mb=DEFAULT_BUCKET_MB, overlap=True,
@@ -325,12 +321,9 @@ class DataParallel:
         self.reducer = reducer(solver.net) if reducer else GradientAllreduce(
             solver.net, self.comm, int(bucket_mb * 2 ** 20), overlap)
         broadcast_blobs(self.comm, solver.net.learnable_params, 'xdata')
-        self.reducer.install()
-        self._local_action = None
         self._agreed = signals.NONE
         self._flag = np.zeros(1, np.int32)
-        solver.add_callback(on_start=self._on_start, on_gradients_ready=self._on_gradients_ready)
-        solver.set_action_function(self._agreed_action)
+        solver.attach_sync(self)
         self._log_workers()
 
     # set-up checks and logging
@@ -364,38 +357,35 @@ class DataParallel:
             logger.info('Gradient buckets (MB, in reduction order): %s; overlap with backward: '
                         '%s', sizes, 'on' if self.reducer.overlap else 'off')
 
-    # the solver's callbacks
-    def _on_start(self):
+    # the solver's sync protocol (see Solver.attach_sync)
+    def on_start(self):
         self.reducer.arm(self.solver.param.iter_size)
 
-    def _on_gradients_ready(self):
+    def on_gradients_ready(self):
+        """Reduce the gradients, then agree on rank 0's action (its action function is
+        polled here, once per iteration)."""
         self.reducer.finish()
         if self.context.is_root:
-            local = self._local_action() if self._local_action else signals.NONE
-            self._flag[0] = _ACTION_CODES.get(local, 0)
+            self._flag[0] = _ACTION_CODES.get(self.solver.poll_action_function(), 0)
         self.comm.Bcast(self._flag, root=0)
         self._agreed = _ACTIONS[int(self._flag[0])]
 
-    def set_action_function(self, function):
-        """``function()`` -> 'none' | 'stop' | 'snapshot' (e.g. a SignalHandler's
-        requested_action), polled on rank 0 once per iteration; every worker acts on it."""
-        self._local_action = function
-
-    def _agreed_action(self):
-        # The solver polls after each update (and, on rank 0, between test batches: there the
-        # request waits for the next update, so that all ranks leave the loop together).
+    def requested_action(self):
+        """The action every worker takes: the one agreed at the last gradient reduction
+        (returned once). The solver asks after each update (and, on rank 0, between test
+        batches: there a request waits for the next update, so that all ranks leave the
+        loop together); only rank 0 snapshots on request."""
         action, self._agreed = self._agreed, signals.NONE
         if action == signals.SNAPSHOT and not self.context.is_root:
             return signals.NONE
         return action
 
-    # resuming
     def restore(self, state_file):
-        """Rank 0 restores ``state_file`` (a .solverstate[.h5]); its weights, solver history,
-        iteration and lr step are then broadcast to every rank."""
+        """Rank 0 reads ``state_file`` (a .solverstate[.h5]; ``solver.load_state``); its
+        weights, solver history, iteration and lr step are then broadcast to every rank."""
         solver = self.solver
         if self.context.is_root:
-            solver.restore(state_file)
+            solver.load_state(state_file)
         broadcast_blobs(self.comm, solver.net.learnable_params, 'xdata')
         broadcast_blobs(self.comm, solver.history, 'xdata')
         counters = np.array([solver.iter, solver.current_step], np.int64)
@@ -415,74 +405,3 @@ class DataParallel:
         result = np.array([worst])
         self.comm.Allreduce(self.MPI.IN_PLACE, result, op=self.MPI.MAX)
         return float(result[0])
-
-    def detach(self):
-        """Give the net its own backward back (the callbacks stay, but do nothing useful):
-        for tests; a solver is not meant to leave a data-parallel run."""
-        self.reducer.uninstall()
-
-
-def context_from_environment(device_ids=()):
-    """The worker context of this process when an MPI launcher started it with more than one
-    process (``mpiexec -n K``, K > 1): an NCCLContext on GPU ``device_ids[rank]`` when
-    several GPU ids are given, else an MPIContext; None otherwise (one worker: no MPI is
-    loaded)."""
-    from .context import launched_by_mpi
-    if launched_by_mpi() <= 1:
-        return None
-    if len(device_ids) > 1:
-        from .nccl import NCCLContext
-        return NCCLContext(device_ids)
-    return MPIContext()
-
-
-def find_mpiexec():
-    """The mpiexec beside this Python (where the mpich wheel installs it), else on PATH."""
-    import shutil
-    import sys
-    here = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
-    found = here if os.path.exists(here) else shutil.which('mpiexec')
-    if not found:
-        raise CaffeliteError('no mpiexec found: pip install "caffelite[mpi]" (it brings '
-                             'MPICH\'s mpiexec), or start the workers with your MPI\'s launcher')
-    return found
-
-
-def relaunch(workers, argv=None):
-    """Replace this process by ``mpiexec -n workers python -m caffelite ARGV`` (for
-    ``caffelite train --gpu 0,1`` typed without mpiexec). Does not return."""
-    import sys
-    argv = sys.argv[1:] if argv is None else list(argv)
-    mpiexec = find_mpiexec()
-    command = [mpiexec, '-n', str(int(workers)), sys.executable, '-m', 'caffelite', *argv]
-    logger.info('Starting %d workers: %s', workers, ' '.join(command))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(mpiexec, command)
-
-
-def quiet_unless_root(context):
-    """Rank 0 alone logs: the other ranks' ``caffelite`` logger keeps warnings and errors."""
-    if not context.is_root:
-        logger.setLevel(logging.WARNING)
-
-
-def data_parallel_solver(param, context, solver_path=None, bucket_mb=DEFAULT_BUCKET_MB,
-                         overlap=True, reducer=None):
-    """Build worker ``context.rank``'s solver for SolverParameter ``param`` and attach it:
-    returns (solver, DataParallel). The context is installed as current (process-wide, for
-    the rest of the run) before the nets are built, so the data layers deal the records out;
-    ranks other than 0 log warnings only. An NCCLContext gets the NCCL gradient reducer."""
-    from ..solvers import get_solver
-    from .context import set_current
-    if reducer is None and context.kind == 'nccl':
-        from .nccl import NCCLGradientAllreduce
-
-        def reducer(net):
-            return NCCLGradientAllreduce(net, context, int(bucket_mb * 2 ** 20), overlap)
-    set_current(context)
-    quiet_unless_root(context)
-    solver = get_solver(worker_solver_param(param, context.rank), rank=context.rank,
-                        world_size=context.size, solver_path=solver_path)
-    return solver, DataParallel(solver, context, bucket_mb=bucket_mb, overlap=overlap,
-                                reducer=reducer)

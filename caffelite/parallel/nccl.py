@@ -12,8 +12,9 @@ backward on the GPU without any polling.
     mpiexec -n 2 caffelite train --solver S.prototxt --gpu 0,1     # rank r uses GPU ids[r]
     caffelite train --solver S.prototxt --gpu 0,1       # the same: relaunches under mpiexec
 
-``mpi.context_from_environment(device_ids)`` makes the NCCLContext when several ids are given,
-and ``mpi.data_parallel_solver`` then uses NCCLGradientAllreduce.
+``launch.context_from_environment(device_ids)`` makes the NCCLContext when several ids are
+given, and ``launch.train_solver`` then uses NCCLGradientAllreduce. This module builds on
+mpi.py, never the reverse.
 """
 import numpy as np
 
@@ -78,25 +79,28 @@ class NCCLContext(MPIContext):
 
 
 class DeviceBucket:
-    """Like mpi.Bucket, on the GPU: the diffs packed into one device buffer."""
+    """Like mpi.Bucket, on the GPU: the blobs' ``field`` packed into one device buffer."""
 
     def __init__(self, bucket, cupy):
         self.blobs, self.slots, self.ready_layer = bucket.blobs, bucket.slots, bucket.ready_layer
         self.buffer = cupy.empty(bucket.buffer.size, bucket.buffer.dtype)
         self.cupy = cupy
+        self.request = None
 
-    def pack(self):
+    def pack(self, field):
         for blob, start, end in self.slots:
-            self.buffer[start:end] = self.cupy.asarray(blob.xdiff).ravel()
+            self.buffer[start:end] = self.cupy.asarray(getattr(blob, field)).ravel()
 
-    def unpack(self, scale):
+    def unpack(self, field, scale):
         for blob, start, end in self.slots:
-            blob.xdiff = (self.buffer[start:end] * self.buffer.dtype.type(scale)).reshape(
-                blob.shape)
+            setattr(blob, field, (self.buffer[start:end] * self.buffer.dtype.type(scale))
+                    .reshape(blob.shape))
 
 
 class NCCLGradientAllreduce(GradientAllreduce):
-    """GradientAllreduce with device buckets reduced by ncclAllReduce on a side stream."""
+    """GradientAllreduce with device buckets reduced by ncclAllReduce on a side stream: the
+    same issuing as backward passes the layers and the same sum-then-scale, with the MPI
+    request calls replaced (no polling: the stream runs by itself)."""
 
     def __init__(self, net, context, bucket_bytes=int(DEFAULT_BUCKET_MB * 2 ** 20),
                  overlap=True):
@@ -108,7 +112,7 @@ class NCCLGradientAllreduce(GradientAllreduce):
     def _issue(self, k):
         cupy, nccl = self.context.cupy, self.context.nccl
         bucket = self.buckets[k]
-        bucket.pack()                                    # on the compute stream
+        bucket.pack('xdiff')                             # on the compute stream
         ready = cupy.cuda.Event()
         ready.record()
         self.stream.wait_event(ready)
@@ -116,24 +120,12 @@ class NCCLGradientAllreduce(GradientAllreduce):
             bucket.buffer.data.ptr, bucket.buffer.data.ptr, bucket.buffer.size,
             _nccl_type(nccl, bucket.buffer.dtype), nccl.NCCL_SUM, self.stream.ptr)
 
-    def layer_done(self, i):
-        while self._next < len(self.buckets) and self.buckets[self._next].ready_layer >= i:
-            self._issue(self._next)
-            self.stats['issued_during_backward'] += 1
-            self._next += 1
+    def _progress(self):
+        pass
 
-    def finish(self):
-        while self._next < len(self.buckets):
-            self._issue(self._next)
-            self.stats['issued_after_backward'] += 1
-            self._next += 1
+    def _wait(self):
         self.stream.synchronize()
         self.context.nccl_comm.check_async_error()
-        for bucket in self.buckets:
-            bucket.unpack(1.0 / self.context.size)
-        self._passes_left = 0
-        self._next = 0
-        self.stats['iterations'] += 1
 
 
 __all__ = ['NCCLContext', 'NCCLGradientAllreduce', 'nccl_modules']

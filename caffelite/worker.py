@@ -1,24 +1,26 @@
-"""The worker context: which of how many data-parallel workers this process is.
+"""The worker identity: which of how many data-parallel workers this process is.
 
-One context is current per process (``current()``); it starts as the single worker
-(rank 0 of 1). Data-parallel training installs its own (``set_current``, or ``using``)
-BEFORE the solver builds its nets, because data layers read the rank and the worker count
-once, at setup:
+Caffe keeps this beside the mode in common.hpp (``solver_rank``, ``solver_count``); here it
+sits below the layers, which read it, and below ``caffelite.parallel``, which installs it
+(and re-exports these names). One context is current per process (``current()``); it
+starts as the single worker (rank 0 of 1). Data-parallel training installs its own
+(``set_current``, or ``using``) BEFORE the solver builds its nets, because data layers read
+the rank and the worker count once, at setup:
 
 - HDF5Data, Data (and any layer class that declares ``solver_rank = WorkerAttribute('rank')``
   / ``solver_count = WorkerAttribute('size')``) take ``self.solver_rank`` /
   ``self.solver_count`` from the current context unless a value was assigned to the layer
   (``layer.solver_rank = 1``, as tests do);
-- a Python layer reads ``caffelite.parallel.current().rank`` / ``.size`` in its setup and
-  keeps every ``size``-th record starting at ``rank`` (record i of the stream to worker
-  i mod size, at TRAIN only: test nets run on rank 0 alone, with the whole stream).
+- a Python layer reads ``caffelite.parallel.current().rank`` / ``.size`` (the same object as
+  ``caffelite.worker.current()``) in its setup and keeps every ``size``-th record starting
+  at ``rank`` (record i of the stream to worker i mod size, at TRAIN only: test nets run on
+  rank 0 alone, with the whole stream).
 
 ``shared_seed`` is one integer equal on every worker (rank 0 draws it and broadcasts it):
 a data layer that shuffles under several workers must shuffle with ``shard_rng`` so that
 every worker shuffles alike and the shards (i mod size) stay disjoint and cover the epoch.
 """
 import contextlib
-import os
 import zlib
 
 import numpy as np
@@ -108,20 +110,3 @@ def shard_rng(layer_rng, key):
     ctx = current()
     return layer_rng if ctx.size <= 1 else ctx.shard_rng(key)
 
-
-# The world size that MPI launchers put in the environment of every process they start:
-# MPICH's and Intel MPI's Hydra (and Slurm's srun --mpi=pmi2) set PMI_SIZE, Open MPI's
-# mpirun sets OMPI_COMM_WORLD_SIZE.
-_SIZE_VARIABLES = ('PMI_SIZE', 'OMPI_COMM_WORLD_SIZE')
-
-
-def launched_by_mpi(environ=None):
-    """The worker count an MPI launcher (mpiexec/mpirun/srun) announced in the environment,
-    or 0 when this process was not started by one. Reads only the environment (no MPI
-    import), so ``caffelite train`` can decide whether to load mpi4py at all."""
-    environ = os.environ if environ is None else environ
-    for name in _SIZE_VARIABLES:
-        value = environ.get(name, '')
-        if value.isdigit():
-            return int(value)
-    return 0

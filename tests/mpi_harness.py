@@ -1,8 +1,9 @@
-"""A data-parallel training run, the way ``caffelite train`` runs one under mpiexec; with
+"""Test scaffolding (run as a script by tests/test_mpi.py and benchmarks/bench_parallel.py):
+a data-parallel training run, the way ``caffelite train`` runs one under mpiexec, with
 extras that tests and benchmarks need (recording a blob, dumping the weights, injecting a
 fault). Under ``mpiexec -n K`` it trains with K workers; started alone it is one worker.
 
-    mpiexec -n 2 python -m caffelite.parallel --solver S.prototxt [--snapshot S.solverstate]
+    mpiexec -n 2 python tests/mpi_harness.py --solver S.prototxt [--snapshot S.solverstate]
         [--bucket-mb 25] [--no-overlap] [--record BLOB] [--dump PREFIX] [--check-replicas]
         [--fail-at RANK:ITER | --kill-at RANK:ITER] [--time]
 
@@ -22,11 +23,10 @@ import time
 
 import numpy as np
 
-from ..errors import CaffeliteError
-from ..solvers import get_solver
-from ..solvers.log import glog_handler
-from ..solvers.params import read_solver_param
-from .faults import abort_on_error, stop_prefetching
+from caffelite import parallel
+from caffelite.errors import CaffeliteError
+from caffelite.solvers.log import glog_handler
+from caffelite.solvers.params import read_solver_param
 
 
 def _rank_iter(text):
@@ -35,7 +35,7 @@ def _rank_iter(text):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog='python -m caffelite.parallel', description=__doc__)
+    p = argparse.ArgumentParser(prog='python tests/mpi_harness.py', description=__doc__)
     p.add_argument('--solver', required=True)
     p.add_argument('--snapshot', help='a .solverstate to resume from (read by rank 0)')
     p.add_argument('--bucket-mb', type=float, default=25.0)
@@ -66,13 +66,9 @@ def _inject_faults(solver, rank, args):
 def run(args, context):
     param = read_solver_param(args.solver)
     rank = context.rank if context else 0
-    if context is not None:
-        from .mpi import data_parallel_solver
-        solver, dp = data_parallel_solver(param, context, solver_path=args.solver,
-                                          bucket_mb=args.bucket_mb,
-                                          overlap=not args.no_overlap)
-    else:
-        solver, dp = get_solver(param, solver_path=args.solver), None
+    solver = parallel.train_solver(param, context, solver_path=args.solver,
+                                   bucket_mb=args.bucket_mb, overlap=not args.no_overlap)
+    dp = solver.sync                     # the DataParallel; None for one worker
     _inject_faults(solver, rank, args)
     records, stamps = [], []
     if args.record:
@@ -80,14 +76,11 @@ def run(args, context):
             solver.net.blobs[args.record].data.copy()))
     solver.add_callback(on_start=lambda: stamps.append(time.perf_counter()))
     if args.snapshot:
-        if dp is not None:
-            dp.restore(args.snapshot)
-        else:
-            solver.restore(args.snapshot)
+        solver.restore(args.snapshot)    # under MPI: rank 0 reads, broadcasts
     try:
         solver.solve()
     finally:
-        stop_prefetching(solver)
+        parallel.stop_prefetching(solver)
     stamps.append(time.perf_counter())
     if dp is not None and rank == 0:
         stats = dp.reducer.stats
@@ -116,8 +109,7 @@ def run(args, context):
 
 def main(argv=None):
     args = parse_args(argv)
-    from .mpi import context_from_environment
-    context = context_from_environment()
+    context = parallel.context_from_environment()
     is_root = context is None or context.is_root
     glog_handler(sys.stdout, logging.INFO if is_root else logging.WARNING)
     if context is None:
@@ -126,7 +118,7 @@ def main(argv=None):
         except CaffeliteError as err:
             print(f'error: {err}', file=sys.stderr)
             return 1
-    with abort_on_error(context):
+    with parallel.abort_on_error(context):
         return run(args, context)
 
 
