@@ -9,7 +9,8 @@ output the prediction.
 """
 import numpy as np
 
-from . import image_io
+from .data.images import load_image, resize_image
+from .data.pycaffe_transformer import Transformer, oversample as ten_crops
 from .errors import CaffeliteError
 from .net import Net
 from .proto import caffelite_pb2 as pb
@@ -22,7 +23,7 @@ def _make_transformer(net, mean, input_scale, raw_scale, channel_swap):
         raise CaffeliteError(f'{net.source}: the net has no input blob (an Input layer) to '
                              f'feed images to')
     in_ = net.inputs[0]
-    transformer = image_io.Transformer({in_: net.blobs[in_].data.shape})
+    transformer = Transformer({in_: net.blobs[in_].data.shape})
     transformer.set_transpose(in_, (2, 0, 1))
     if mean is not None:
         transformer.set_mean(in_, mean)
@@ -59,10 +60,10 @@ class Classifier(Net):
         channels = np.shape(inputs[0])[2]
         input_ = np.zeros((len(inputs), image_h, image_w, channels), dtype=np.float32)
         for ix, image in enumerate(inputs):     # images may differ in size: one at a time
-            input_[ix] = image_io.resize_image(image, (image_h, image_w))
+            input_[ix] = resize_image(image, (image_h, image_w))
 
         if oversample:
-            input_ = image_io.oversample(input_, self.crop_dims)
+            input_ = ten_crops(input_, self.crop_dims)
         else:
             centre = np.array((image_h, image_w)) / 2.0
             crop = np.concatenate([centre - self.crop_dims / 2.0,
@@ -103,7 +104,7 @@ class Detector(Net):
         {'window', 'prediction' (the first output), 'filename'}, in input order."""
         window_inputs = []
         for image_fname, windows in images_windows:
-            image = image_io.load_image(image_fname).astype(np.float32)
+            image = load_image(image_fname).astype(np.float32)
             for window in windows:
                 window_inputs.append(self.crop(image, window))
         if not window_inputs:
@@ -158,7 +159,7 @@ class Detector(Net):
         crop_h = min(_round_half_up(clip_h * scale_h), crop_size - pad_y)
         crop_w = min(_round_half_up(clip_w * scale_w), crop_size - pad_x)
         y0, x0, y1, x1 = (int(v) for v in box)
-        context_crop = image_io.resize_image(im[y0:y1, x0:x1], (crop_h, crop_w))
+        context_crop = resize_image(im[y0:y1, x0:x1], (crop_h, crop_w))
         crop = np.ones(self.crop_dims, dtype=np.float32) * self.crop_mean
         crop[pad_y:pad_y + crop_h, pad_x:pad_x + crop_w] = context_crop
         return crop

@@ -1,11 +1,25 @@
-"""Weight files: binary .caffemodel (NetParameter with layer blobs), Caffe's HDF5 weights,
-BlobProto <-> array. Every write goes to a temporary file that is renamed into place."""
+"""Weight files, and pycaffe's ``caffe.io``.
+
+This module's own job is weights and BlobProtos: binary .caffemodel (NetParameter with layer
+blobs), Caffe's HDF5 weights, mean .binaryproto files, BlobProto <-> array. Every write goes
+to a temporary file that is renamed into place.
+
+It is also what ``caffe.io`` is for a pycaffe script (``import caffelite as caffe``): besides
+its BlobProto helpers (blobproto_to_array, array_to_blobproto, ...), it re-exports pycaffe's
+image and Datum helpers, which live in :mod:`caffelite.data`: load_image, resize_image
+(:mod:`caffelite.data.images`), oversample, Transformer
+(:mod:`caffelite.data.pycaffe_transformer`), array_to_datum, datum_to_array
+(:mod:`caffelite.data.datum`).
+"""
 import os
 import tempfile
 from contextlib import contextmanager
 
 import numpy as np
 
+from .data.datum import array_to_datum, datum_to_array  # noqa: F401  (pycaffe's caffe.io)
+from .data.images import load_image, resize_image  # noqa: F401  (pycaffe's caffe.io)
+from .data.pycaffe_transformer import Transformer, oversample  # noqa: F401  (pycaffe's caffe.io)
 from .errors import CaffeliteError
 from .prototxt import read_proto_binary
 from .upgrade import upgrade_net_param
@@ -183,9 +197,8 @@ def write_mean_binaryproto(path, array):
 
 
 # -- pycaffe's caffe.io ---------------------------------------------------------------------
-# ``import caffelite as caffe``: caffe.io.load_image, caffe.io.Transformer, ... and the
-# BlobProto / Datum conversions below, with pycaffe's names and behaviour.
-from .image_io import load_image, resize_image, oversample, Transformer  # noqa: E402,F401
+# The BlobProto conversions with pycaffe's names and behaviour; the image and Datum helpers
+# are re-exported from caffelite.data (imported at the top).
 
 
 def blobproto_to_array(blob, return_diff=False):
@@ -218,36 +231,3 @@ def blobprotovector_str_to_arraylist(data):
     vec = pb.BlobProtoVector()
     vec.ParseFromString(data)
     return [blobproto_to_array(blob) for blob in vec.blobs]
-
-
-def array_to_datum(arr, label=None):
-    """A C x H x W array as a Datum: uint8 arrays as raw bytes, anything else as float_data."""
-    arr = np.asarray(arr)
-    if arr.ndim != 3:
-        raise ValueError(f'Incorrect array shape: a Datum holds C x H x W, got {arr.shape}')
-    datum = pb.Datum()
-    datum.channels, datum.height, datum.width = arr.shape
-    if arr.dtype == np.uint8:
-        datum.data = np.ascontiguousarray(arr).tobytes()
-    else:
-        datum.float_data.extend(arr.astype(np.float64).ravel())
-    if label is not None:
-        datum.label = int(label)
-    return datum
-
-
-def datum_to_array(datum):
-    """A (raw, not encoded) Datum as a C x H x W array: uint8 from ``data``, float64 from
-    ``float_data``."""
-    shape = (datum.channels, datum.height, datum.width)
-    if datum.encoded:
-        raise CaffeliteError('datum_to_array needs a raw Datum; this one holds an encoded '
-                             '(JPEG/PNG) image: decode its data bytes instead')
-    if len(datum.data):
-        values = np.frombuffer(datum.data, dtype=np.uint8)
-    else:
-        values = np.asarray(datum.float_data, dtype=np.float64)
-    if values.size != int(np.prod(shape)):
-        raise CaffeliteError(f'Datum holds {values.size} values but its shape {shape} '
-                             f'needs {int(np.prod(shape))}')
-    return values.reshape(shape).copy()

@@ -8,7 +8,8 @@ import pytest
 from google.protobuf import text_format
 from PIL import Image
 
-from caffelite import backend, prefetch
+from caffelite import backend
+from caffelite.data import prefetch
 from caffelite.blob import Blob
 from caffelite.errors import LayerError
 from caffelite.layers import create_layer
@@ -266,7 +267,7 @@ def test_image_data_crop_mirror_positions_under_seed(tmp_path):
         np.testing.assert_array_equal(red[k], window[:, ::-1] if mirrored[k] else window)
     # the offsets are the transformer's draws from the layer's generator, which setup
     # derives from the global seed
-    from caffelite.data_transformer import DataTransformer
+    from caffelite.data.transformer import DataTransformer
     layer_rng = np.random.default_rng(int(np.random.default_rng(3).integers(2 ** 63)))
     drawn = DataTransformer(pb.TransformationParameter(crop_size=4, mirror=True),
                             pb.TRAIN).draw(6, 6, 8, layer_rng)

@@ -12,7 +12,8 @@ from caffelite.blob import Blob
 from caffelite.errors import CaffeliteError, LayerError
 from caffelite.io import array_to_datum, write_mean_binaryproto
 from caffelite.layers import create_layer
-from caffelite.layers.db_data import datum_to_image, decode_image_bytes, encode_image
+from caffelite.data.datum import datum_to_image
+from caffelite.data.images import decode_image as decode_image_bytes, encode_image
 from caffelite.proto import caffelite_pb2 as pb
 
 RNG = np.random.default_rng(11)
@@ -23,7 +24,7 @@ LABELS = np.array([3, 1, 4, 1, 5])
 def write_lmdb(path, records):
     """records: [(key, Datum or bytes)]."""
     pytest.importorskip('lmdb')
-    from caffelite.layers.db_data import LMDBWriter
+    from caffelite.data.db import LMDBWriter
     with LMDBWriter(str(path)) as db:
         for key, value in records:
             db.put(key, value if isinstance(value, bytes) else value.SerializeToString())

@@ -1,11 +1,12 @@
-"""pycaffe's caffe.io image side (caffelite.image_io) and its BlobProto/Datum helpers."""
+"""pycaffe's caffe.io image side (caffelite.data) and its BlobProto/Datum helpers."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from caffelite import io as cio
 from caffelite.errors import CaffeliteError
-from caffelite.image_io import Transformer, load_image, oversample, resize_image
+from caffelite.data.images import load_image, resize_image
+from caffelite.data.pycaffe_transformer import Transformer, oversample
 from caffelite.proto import caffelite_pb2 as pb
 
 

@@ -88,7 +88,7 @@ def test_image_k_pairs_with_stream_column_k(tiny):
     vocab = ["<EOS>"] + open(os.path.join(out, "h5_train", "vocabulary.txt")).read().split()
     lines = open(os.path.join(out, "h5_train", "image_list.txt")).read().split()
     batches = info["train"]["aligned_pairs"] // N
-    from caffelite.data_transformer import load_image
+    from caffelite.data.images import read_image as load_image
     for b in range(batches + 2):                       # past the wrap-around
         net.forward()
         label = net.blobs["label"].data

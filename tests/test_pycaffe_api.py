@@ -17,7 +17,7 @@ from google.protobuf import text_format
 from PIL import Image
 
 import caffelite
-from caffelite import draw, image_io, pycaffe_net
+from caffelite import draw, io as image_io, pycaffe_net
 from caffelite.classifier import Classifier, Detector
 from caffelite.errors import CaffeliteError
 from caffelite.net import Net

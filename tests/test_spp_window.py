@@ -7,7 +7,7 @@ from PIL import Image
 
 from caffelite import backend
 from caffelite.blob import Blob
-from caffelite.data_transformer import resize_bilinear
+from caffelite.data.images import resize_bilinear
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
 from caffelite.io import write_mean_binaryproto

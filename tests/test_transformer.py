@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caffelite.data_transformer import DataTransformer, load_image, resize_bilinear
+from caffelite.data.images import read_image as load_image, resize_bilinear
+from caffelite.data.transformer import DataTransformer
 from caffelite.errors import LayerError
 from caffelite.io import read_mean_binaryproto, write_mean_binaryproto
 from caffelite.proto import caffelite_pb2 as pb
@@ -218,7 +219,7 @@ def test_flow_negates_the_x_flow_channel_of_mirrored_items():
 
 
 def test_min_height_width_upscale_keeps_the_aspect_ratio(tmp_path):
-    from caffelite.data_transformer import upscaled_size
+    from caffelite.data.images import upscaled_size
     assert upscaled_size(240, 320, 227, 227) is None
     assert upscaled_size(100, 200, 227, 227) == (227, 454)       # height falls shorter
     assert upscaled_size(200, 100, 227, 227) == (454, 227)

@@ -191,7 +191,7 @@ def _write_lenet_data(folder, count=6):
     """The LMDBs and mean file V1_LENET reads: 1 x 12 x 12 uint8 digits."""
     from caffelite.io import write_mean_binaryproto
     from caffelite.io import array_to_datum
-    from caffelite.layers.db_data import LMDBWriter
+    from caffelite.data.db import LMDBWriter
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, size=(count, 1, 12, 12), dtype=np.uint8)
     labels = np.arange(count) % 3

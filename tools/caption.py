@@ -209,7 +209,7 @@ class Captioner:
         self.mean, self.scale, self.feature_blob = mean, scale, feature_blob
 
     def load_images(self, paths):
-        from caffelite.data_transformer import load_image
+        from caffelite.data.images import read_image as load_image
         _, c, h, w = self.image_net.blobs["data"].shape
         imgs = np.stack([load_image(p, c == 3, h, w) for p in paths]).astype(np.float32)
         return (imgs - self.mean) * self.scale

@@ -3,17 +3,17 @@
 The Python layer lives in python_layer.py and the video clip reader in video_data.py.
 """
 import os
-import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import backend
-from ..data_transformer import DataTransformer, load_image, resolve_path
+from ..data.images import read_images, read_listed_image
+from ..data.listfile import find_list_file, read_list_file, resolve_listed_files
+from ..data.prefetch import Prefetcher
+from ..data.transformer import DataTransformer
 from ..errors import LayerError
 from ..filler import fill
-from ..prefetch import Prefetcher
 from ..proto import caffelite_pb2 as pb
 from ..worker import shard_rng
 from .base import Layer, register
@@ -100,85 +100,7 @@ def _source_dir(layer):
 
 def _list_file(layer, path, what):
     """Resolve a list file named in a prototxt: as given, else beside the prototxt."""
-    if not path:
-        raise LayerError(f'{what} is not set')
-    resolved = resolve_path(path, _source_dir(layer))
-    if not os.path.isfile(resolved):
-        raise LayerError(f'{what} {path} does not exist (looked in {os.getcwd()} and '
-                         f'{_source_dir(layer)})')
-    return resolved
-
-
-def read_list_file(path, with_label):
-    """[(line number, entry, label)] of a list file; blank lines are skipped.
-
-    with_label: lines are ``entry label`` (the label after the LAST run of whitespace, as
-    Caffe 1.0's ImageData reads them, so entries may contain spaces); otherwise the whole
-    line is the entry.
-    """
-    entries = []
-    with open(path, encoding='utf-8') as f:
-        for number, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            if not with_label:
-                entries.append((number, line, None))
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise LayerError(f'{path} line {number}: expected "path label", got "{line}"')
-            entry, label = parts
-            try:
-                value = int(label)
-            except ValueError:
-                raise LayerError(f'{path} line {number}: label "{label}" is not an '
-                                 f'integer') from None
-            entries.append((number, entry, value))
-    if not entries:
-        raise LayerError(f'list file {path} is empty')
-    return entries
-
-
-class _ExistenceCache:
-    """os.path.exists over many files, listing each folder once (list files name ~1e6 frames)."""
-
-    def __init__(self):
-        self._folders = {}
-
-    def exists(self, path):
-        folder, name = os.path.split(os.path.abspath(path))
-        names = self._folders.get(folder)
-        if names is None:
-            try:
-                names = set(os.listdir(folder))
-            except OSError:
-                names = set()
-            self._folders[folder] = names
-        return name in names
-
-
-def resolve_listed_files(entries, list_file, root_folder='', kind='file'):
-    """Resolve every entry of a list file to an existing path, or raise naming the line.
-
-    A relative path (after prefixing root_folder) is looked up in the working directory,
-    then in the list file's folder.
-    """
-    cache = _ExistenceCache()
-    list_dir = os.path.dirname(os.path.abspath(list_file))
-    resolved = []
-    for number, entry, _ in entries:
-        path = os.path.join(root_folder, entry) if root_folder else entry
-        found = None
-        for candidate in ([path] if os.path.isabs(path) else
-                          [path, os.path.join(list_dir, path)]):
-            if cache.exists(candidate):
-                found = candidate
-                break
-        if found is None:
-            raise LayerError(f'{list_file} line {number}: {kind} {path} does not exist')
-        resolved.append(found)
-    return resolved
+    return find_list_file(path, _source_dir(layer), what)
 
 
 def layer_rng():
@@ -191,7 +113,7 @@ class PrefetchingDataLayer(Layer):
 
     Subclasses implement ``make_source(top)`` → (source, [top shapes]); the source's
     ``next_batch()`` returns one host array per top. ``prefetch_depth`` (None: the default
-    of caffelite.prefetch, 0: load in the main thread) may be set before setup.
+    of caffelite.data.prefetch, 0: load in the main thread) may be set before setup.
     """
     exact_num_bottom = 0
     prefetch_depth = None
@@ -425,36 +347,6 @@ class HDF5OutputLayer(Layer):
 
 # -- ImageData ------------------------------------------------------------------------------
 
-def load_listed_image(path, number, list_file, is_color, new_height, new_width, min_height=0,
-                      min_width=0):
-    """load_image, with the list file and line in the error message."""
-    try:
-        return load_image(path, is_color, new_height, new_width, min_height, min_width)
-    except LayerError as err:
-        raise LayerError(f'{err} ({list_file} line {number})') from None
-
-
-_decode_pool_state = {'pool': None, 'lock': threading.Lock()}
-#: Threads decoding the images of a batch (Pillow decodes without holding the GIL).
-DECODE_THREADS = min(8, os.cpu_count() or 1)
-
-
-def decode_images(jobs, list_file, is_color, sizes):
-    """Decode [(path, list line)] in order on a shared thread pool; the first failing image
-    (in list order, as when decoding one by one) raises. sizes: (new_height, new_width,
-    min_height, min_width)."""
-    def one(job):
-        return load_listed_image(job[0], job[1], list_file, is_color, *sizes)
-    if DECODE_THREADS <= 1 or len(jobs) <= 1:
-        return [one(job) for job in jobs]
-    with _decode_pool_state['lock']:
-        if _decode_pool_state['pool'] is None:
-            _decode_pool_state['pool'] = ThreadPoolExecutor(DECODE_THREADS,
-                                                             thread_name_prefix='decode')
-        pool = _decode_pool_state['pool']
-    return list(pool.map(one, jobs))
-
-
 class ImageListSource:
     """Caffe's ImageDataLayer::load_batch: batch_size lines from the cursor, wrapping around
     (and reshuffling with shuffle) at the end of the list; then the transform."""
@@ -487,7 +379,7 @@ class ImageListSource:
                            self.batch_size):
                 self._next_line()
         chosen = [self._next_line() for _ in range(self.batch_size)]
-        images = decode_images([(self.paths[k], self.entries[k][0]) for k in chosen],
+        images = read_images([(self.paths[k], self.entries[k][0]) for k in chosen],
                                self.list_file, self.is_color, self.sizes)
         for k, image in zip(chosen, images):
             if image.shape != images[0].shape:
@@ -507,7 +399,7 @@ class ImageDataLayer(PrefetchingDataLayer):
 
     image_data_param: source, root_folder (prefixed to each path), batch_size, shuffle (the
     list, at setup and at every epoch), rand_skip (skip a random number < rand_skip of lines
-    at setup), new_height/new_width (resize, see data_transformer.resize_bilinear),
+    at setup), new_height/new_width (resize, see caffelite.data.images.resize_bilinear),
     min_height/min_width (the LRCN fork's upscaling of smaller images), is_color. transform_param applies (force_color / force_gray override is_color).
     Tops: data (batch_size, C, H', W') and, optionally, label (batch_size,).
     Every listed file is checked to exist at setup.
@@ -543,7 +435,7 @@ class ImageDataLayer(PrefetchingDataLayer):
                 raise LayerError(f'rand_skip drew {start} but {list_file} has only '
                                  f'{len(entries)} lines')
         k = order[start]
-        first = load_listed_image(paths[k], entries[k][0], list_file, is_color, *sizes)
+        first = read_listed_image(paths[k], entries[k][0], list_file, is_color, *sizes)
         shape = transformer.output_shape(*first.shape)
         source = ImageListSource(paths, entries, list_file, order, start, p.batch_size,
                                  is_color, sizes, p.shuffle, transformer, self.rng, self.dtype,

@@ -19,16 +19,16 @@ overlap < bg_threshold is background (label 0); the others are not used. A batch
 ones, each drawn uniformly at random; each is cut out of its image (read as 3-channel BGR),
 warped to crop_size x crop_size, optionally mirrored, and mean-subtracted and scaled.
 """
-import io
 import os
 
 import numpy as np
 
-from ..data_transformer import load_image, resize_bilinear, resolve_path
+from ..data.images import decode_image, resize_bilinear
+from ..data.listfile import resolve_listed_files, resolve_path
 from ..errors import CaffeliteError, LayerError
 from ..io import read_mean_binaryproto
 from .base import register
-from .data import PrefetchingDataLayer, _list_file, _source_dir, resolve_listed_files
+from .data import PrefetchingDataLayer, _list_file, _source_dir
 
 # Columns of the window tables.
 IMAGE_INDEX, LABEL, X1, Y1, X2, Y2 = range(6)
@@ -157,8 +157,8 @@ class WindowSource:
 
     def _image(self, index):
         if self.cache is not None:
-            return load_image(io.BytesIO(self.cache[index]), True)
-        return load_image(self.images[index], True)
+            return decode_image(self.cache[index], True)
+        return decode_image(self.images[index], True)
 
     def _draw(self):
         return int(self.rng.integers(0, 2 ** 32))

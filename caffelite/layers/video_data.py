@@ -33,13 +33,14 @@ import re
 
 import numpy as np
 
-from ..data_transformer import IMAGE_EXTENSIONS, DataTransformer
+from ..data.images import IMAGE_EXTENSIONS, read_images, read_listed_image
+from ..data.listfile import read_list_file
+from ..data.transformer import DataTransformer
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
 from ..worker import shard_rng
 from .base import register
-from .data import (PrefetchingDataLayer, _list_file, _source_dir, decode_images,
-                   load_listed_image, read_list_file)
+from .data import PrefetchingDataLayer, _list_file, _source_dir
 
 
 def _natural_key(name):
@@ -123,7 +124,7 @@ class VideoClipSource:
             frames = self.videos[v]
             for i in np.minimum(np.arange(start, start + self.T), len(frames) - 1):
                 jobs.append((frames[i], self.entries[v][0]))
-        images = decode_images(jobs, self.list_file, self.is_color,
+        images = read_images(jobs, self.list_file, self.is_color,
                                (self.new_height, self.new_width, 0, 0))
         for (path, number), image in zip(jobs, images):
             if image.shape != images[0].shape:
@@ -183,7 +184,7 @@ class VideoDataLayer(PrefetchingDataLayer):
                      for s in range(0, max(len(videos[v]) - T, 0) + 1, p.clip_stride)]
         self.clips_per_epoch = len(clips) if clips else len(videos)
 
-        first = load_listed_image(videos[order[0]][0], entries[order[0]][0], list_file,
+        first = read_listed_image(videos[order[0]][0], entries[order[0]][0], list_file,
                                   is_color, p.new_height, p.new_width)
         c, h, w = transformer.output_shape(*first.shape)
         source = VideoClipSource(videos, entries, list_file, T, N, mode, clips, order,

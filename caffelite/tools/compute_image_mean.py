@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import CaffeliteError, LayerError
 from ..io import write_mean_binaryproto
-from ..layers.db_data import open_db_reader, record_to_item
+from ..data.datum import record_to_item
+from ..data.db import open_db_reader
 from ..solvers.log import logger
 from . import add_flag, make_parser, parse_args, run_tool
 

@@ -15,11 +15,11 @@ import os
 
 import numpy as np
 
-from ..data_transformer import load_image
+from ..data.datum import array_to_datum
+from ..data.db import open_db_writer
+from ..data.images import encode_image, read_image as load_image
+from ..data.listfile import read_list_file
 from ..errors import CaffeliteError, LayerError
-from ..layers.data import read_list_file
-from ..io import array_to_datum
-from ..layers.db_data import encode_image, open_db_writer
 from ..proto import caffelite_pb2 as pb
 from ..solvers.log import logger
 from . import add_flag, make_parser, parse_args, run_tool

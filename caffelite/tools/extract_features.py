@@ -16,7 +16,7 @@ import numpy as np
 from .. import backend
 from ..errors import CaffeliteError
 from ..io import atomic_path
-from ..layers.db_data import open_db_writer
+from ..data.db import open_db_writer
 from ..net import Net
 from ..proto import caffelite_pb2 as pb
 from ..solvers.log import logger

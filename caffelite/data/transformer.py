@@ -1,6 +1,6 @@
-"""transform_param (Caffe's DataTransformer) and image decoding into Caffe's layout.
+"""transform_param: Caffe's DataTransformer.
 
-Images enter as uint8 arrays in Caffe's layout: C x H x W, BGR channel order for colour
+Images enter as uint8 arrays in Caffe's layout (see :mod:`.images`): C x H x W, BGR channel order for colour
 (what OpenCV's ``imread`` gives Caffe), 1 channel for grayscale. :class:`DataTransformer`
 turns a batch of them into float arrays, per item (Caffe's order):
 
@@ -23,25 +23,11 @@ import os
 
 import numpy as np
 
-from .backend import get_array_module
-from .errors import LayerError
-from .io import read_mean_binaryproto
-from .proto import caffelite_pb2 as pb
-
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
-
-
-def resolve_path(path, *folders):
-    """``path`` as given if it exists (relative to the working directory), else under the
-    first of ``folders`` where it exists; the path as given when none has it."""
-    if os.path.isabs(path) or os.path.exists(path):
-        return path
-    for folder in folders:
-        if folder:
-            candidate = os.path.join(folder, path)
-            if os.path.exists(candidate):
-                return candidate
-    return path
+from ..backend import get_array_module
+from ..errors import LayerError
+from ..io import read_mean_binaryproto
+from ..proto import caffelite_pb2 as pb
+from .listfile import resolve_path
 
 
 class DataTransformer:
@@ -177,90 +163,3 @@ class DataTransformer:
             out *= np.dtype(dtype).type(self.scale)
         assert out.shape[2:] == (out_c, out_h, out_w)
         return out if clip else out[:, 0]
-
-
-# -- image decoding -------------------------------------------------------------------------
-
-def resize_bilinear(image, height, width):
-    """Resize an H x W x C uint8 image like OpenCV's ``cv::resize`` with INTER_LINEAR.
-
-    Pixel centres are aligned (source coordinate ``(d + 0.5) * src / dst - 0.5``, clamped to
-    the image), two taps per axis, no antialiasing -- unlike Pillow's BILINEAR, which widens
-    its filter when shrinking. OpenCV computes in 11-bit fixed point; this computes in float
-    and rounds, so values may differ from OpenCV's by 1.
-    """
-    src_h, src_w = image.shape[:2]
-    if (src_h, src_w) == (height, width):
-        return image
-
-    def taps(src, dst):
-        s = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
-        i0 = np.floor(s).astype(np.int64)
-        a = s - i0
-        low, high = i0 < 0, i0 >= src - 1
-        a[low | high] = 0.0
-        i0 = np.clip(i0, 0, src - 1)
-        i1 = np.minimum(i0 + 1, src - 1)
-        return i0, i1, a.astype(np.float32)
-
-    y0, y1, ay = taps(src_h, height)
-    x0, x1, ax = taps(src_w, width)
-    ay, ax = ay[:, None, None], ax[None, :, None]
-
-    def vertical(a):
-        return a[y0].astype(np.float32) * (1 - ay) + a[y1] * ay
-
-    def horizontal(a):
-        return a[:, x0].astype(np.float32) * (1 - ax) + a[:, x1] * ax
-
-    # Same result either way; do first the pass that leaves less for the second.
-    if height * src_w <= src_h * width:
-        out = horizontal(vertical(image))
-    else:
-        out = vertical(horizontal(image))
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def upscaled_size(height, width, min_height, min_width):
-    """The LRCN fork's ReadImageToCVMat rule for images smaller than min_height x min_width:
-    scale (keeping the aspect ratio, rounded) so the side that falls shorter reaches its
-    minimum. None when no resize is needed."""
-    if not (height < min_height or width < min_width):
-        return None
-    f32 = np.float32
-    if min_width - width > min_height - height:
-        return int(f32(min_width) * (f32(height) / f32(width)) + f32(0.5)), min_width
-    return min_height, int(f32(min_height) * (f32(width) / f32(height)) + f32(0.5))
-
-
-def load_image(path, is_color=True, new_height=0, new_width=0, min_height=0, min_width=0):
-    """Decode an image file into Caffe's layout: uint8, C x H x W, BGR (or 1 gray channel).
-
-    Like Caffe's ReadImageToCVMat: colour images are 3-channel BGR, grayscale ones are
-    decoded to 1 channel (ITU-R 601 luma, as OpenCV); EXIF orientation is applied (as
-    OpenCV >= 3.1 does); with new_height and new_width both set, the image is resized with
-    :func:`resize_bilinear`; otherwise an image smaller than min_height x min_width is
-    upscaled (:func:`upscaled_size`, the LRCN fork's extension). Raises LayerError naming
-    the file when it cannot be decoded.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img = img.convert('RGB' if is_color else 'L')
-            array = np.asarray(img, dtype=np.uint8)
-    except FileNotFoundError:
-        raise LayerError(f'image {path} does not exist') from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise LayerError(f'cannot decode image {path}: {err}') from None
-    if array.ndim == 2:
-        array = array[:, :, None]
-    else:
-        array = array[:, :, ::-1]  # RGB -> BGR
-    if new_height > 0 and new_width > 0:
-        array = resize_bilinear(array, new_height, new_width)
-    elif min_height > 0 or min_width > 0:
-        size = upscaled_size(array.shape[0], array.shape[1], min_height, min_width)
-        if size is not None:
-            array = resize_bilinear(array, *size)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))

@@ -19,7 +19,7 @@ import queue
 import threading
 import weakref
 
-from .errors import CaffeliteError, LayerError
+from ..errors import CaffeliteError, LayerError
 
 #: Batches prefetched by a data layer unless it says otherwise; 0 loads in the main thread.
 DEFAULT_DEPTH = 3
