@@ -393,7 +393,7 @@ def device_query_command(args, handler):
 
 
 # -- entry point ----------------------------------------------------------------------------------
-# Caffe's companion tools (caffelite/tools/); each parses its own Caffe-style flags.
+# Caffe's companion tools (caffelite/caffe_tools/); each parses its own Caffe-style flags.
 CAFFE_TOOLS = ('convert_imageset', 'compute_image_mean', 'extract_features',
                'upgrade_net_proto_text', 'upgrade_net_proto_binary', 'upgrade_solver_proto_text')
 
@@ -401,7 +401,7 @@ CAFFE_TOOLS = ('convert_imageset', 'compute_image_mean', 'extract_features',
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in CAFFE_TOOLS:
-        return importlib.import_module(f'.tools.{argv[0]}', __package__).main(argv[1:])
+        return importlib.import_module(f'.caffe_tools.{argv[0]}', __package__).main(argv[1:])
     args = build_parser().parse_args(argv)
     handler = glog_handler(sys.stdout)
     try:

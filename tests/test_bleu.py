@@ -2,14 +2,10 @@
 
 import json
 import math
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tools.bleu import corpus_bleu, cider_d, tokenize
+from caffelite.lrcn.metrics import corpus_bleu, cider_d, tokenize
 from tools import evaluate_captions
 
 TINY, SMALL = 1e-15, 1e-9

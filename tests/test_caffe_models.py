@@ -29,7 +29,7 @@ pytest.importorskip('h5py', reason='the HDF5Data nets read HDF5 through h5py')
 Image = pytest.importorskip('PIL.Image', reason='image fixtures are written with Pillow')
 
 from caffelite.data.db import open_db_writer  # noqa: E402  (needs lmdb)
-from caffelite.tools import convert_imageset  # noqa: E402
+from caffelite.caffe_tools import convert_imageset  # noqa: E402
 
 MODELS = Path(__file__).resolve().parent / 'caffe_models'
 ROOT = Path(__file__).resolve().parents[1]

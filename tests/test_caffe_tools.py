@@ -12,9 +12,9 @@ from PIL import Image
 from caffelite import Net, backend
 from caffelite.io import read_mean_binaryproto
 from caffelite.proto import caffelite_pb2 as pb
-from caffelite.tools import (compute_image_mean, convert_imageset, extract_features,
-                             upgrade_net_proto_binary, upgrade_net_proto_text,
-                             upgrade_solver_proto_text)
+from caffelite.caffe_tools import (compute_image_mean, convert_imageset, extract_features,
+                                   upgrade_net_proto_binary, upgrade_net_proto_text,
+                                   upgrade_solver_proto_text)
 
 lmdb = pytest.importorskip('lmdb')
 

@@ -1,23 +1,19 @@
-"""tools/caption.py: greedy / sampling / beam search on a tiny random LSTM word net.
+"""caffelite.lrcn.search: greedy / sampling / beam search on a tiny random LSTM word net.
 
 The net has the deploy layout of prototxt/lrcn_deploy_word.prototxt (Embed -> LSTM with a
 static input and expose_hidden -> InnerProduct axis 2), a vocabulary of 4 ids (0 = <EOS>)
 and captions of at most 3 words, so every caption can be enumerated and scored.
 """
 import itertools
-import os
-import sys
 
 import numpy as np
 import pytest
 from google.protobuf import text_format
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import caffelite  # noqa: E402
-from caffelite.proto import caffelite_pb2 as pb  # noqa: E402
-from tools.caption import (EOS, NetStepper, beam_search, greedy_search, log_softmax,  # noqa: E402
-                           sample_search)
+import caffelite
+from caffelite.lrcn.captioner import NetStepper
+from caffelite.lrcn.search import EOS, beam_search, greedy_search, log_softmax, sample_search
+from caffelite.proto import caffelite_pb2 as pb
 
 V, E, H, D, L = 4, 3, 5, 2, 3          # vocabulary, embedding, hidden, static input, max words
 

@@ -2,19 +2,17 @@
 HDF5Data alignment, the deploy nets, the full-size variant, and clip averaging."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 from google.protobuf import text_format
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import caffelite
+from caffelite.lrcn import shapes_dataset
+from caffelite.prototxt import read_prototxt
+from caffelite.proto import caffelite_pb2 as pb
 
-import caffelite  # noqa: E402
-from caffelite.prototxt import read_prototxt  # noqa: E402
-from caffelite.proto import caffelite_pb2 as pb  # noqa: E402
-from tools import prepare_lrcn_data  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROTO = os.path.join(ROOT, "prototxt")
 N = 4          # streams (= images per batch) of the tiny dataset
@@ -23,7 +21,7 @@ N = 4          # streams (= images per batch) of the tiny dataset
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("shapes"))
-    info = prepare_lrcn_data.prepare(out, verbose=False, num_train=7, num_val=3, buffer_size=N)
+    info = shapes_dataset.prepare(out, verbose=False, num_train=7, num_val=3, buffer_size=N)
     return out, info
 
 
@@ -121,7 +119,7 @@ def test_deploy_nets_reproduce_the_training_net(tiny):
     """The two deploy nets (image -> feature, one expose_hidden word step) run with the
     training weights give the training net's per-step predictions."""
     out, _ = tiny
-    from tools.caption import NetStepper
+    from caffelite.lrcn.captioner import NetStepper
     caffelite.set_random_seed(2)
     train = caffelite.Net(_lrcn_param(out), caffelite.TRAIN)
     train.forward()
@@ -171,7 +169,7 @@ def test_full_caffenet_variant_builds_and_runs():
 
 
 def test_activity_clip_averaging_exact():
-    from tools.activity import accuracy, clip_scores, fuse, video_scores
+    from caffelite.lrcn.activity import accuracy, clip_scores, fuse, video_scores
     # 2 steps x 3 clips x 2 classes
     probs = np.array([[[0.2, 0.8], [0.6, 0.4], [1.0, 0.0]],
                       [[0.4, 0.6], [0.8, 0.2], [0.0, 1.0]]])
@@ -191,12 +189,12 @@ def test_activity_clip_averaging_exact():
 
 
 def test_video_description_streams(tmp_path):
-    """tools/video_description.prepare: the encoder sequence splits the CRF max vector into its
+    """caffelite.lrcn.video_description.prepare: the encoder sequence splits the CRF max vector into its
     subject / verb / object blocks, the decoder's cont keeps the encoder state at step 0, and
     the CRF vector is repeated on the T rows of its caption's block."""
     import h5py
-    from tools import make_video_description, video_description as vd
-    make_video_description.generate(str(tmp_path), num_train=30, num_test=5, seed=1)
+    from caffelite.lrcn import video_description as vd, video_description_data
+    video_description_data.generate(str(tmp_path), num_train=30, num_test=5, seed=1)
     vd.prepare(str(tmp_path))
     with h5py.File(tmp_path / "h5_train" / "batch_0.h5", "r") as f:
         a = {k: f[k][:] for k in f}

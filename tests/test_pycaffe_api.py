@@ -6,8 +6,6 @@ The tests import the submodules (caffelite.classifier, caffelite.pycaffe_net, ..
 caffelite/__init__.py carries the pycaffe wiring, its ``caffe`` fixture adds the same names
 with monkeypatch (and says so in the test's output).
 """
-import importlib
-import os
 import shutil
 import sys
 
@@ -24,7 +22,6 @@ from caffelite.net import Net
 from caffelite.proto import caffelite_pb2 as pb
 from caffelite.prototxt import read_prototxt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEPLOY = '''name: "tiny"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: %d dim: 3 dim: 8 dim: 8 } } }
@@ -289,11 +286,7 @@ def test_draw_png_or_clear_graphviz_error(net_param, tmp_path, monkeypatch):
 
 @needs_pydot
 def test_tools_draw_net(net_param, tmp_path, capsys):
-    sys.path.insert(0, ROOT)
-    try:
-        tool = importlib.import_module('tools.draw_net')
-    finally:
-        sys.path.remove(ROOT)
+    from tools import draw_net as tool
     path, _ = net_param
     out = tmp_path / 'net.dot'
     assert tool.main([str(path), str(out), '--phase', 'TRAIN', '--rankdir', 'TB']) == 0

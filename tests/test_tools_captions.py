@@ -3,14 +3,12 @@
 import hashlib
 import json
 import os
-import sys
 
 import h5py
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tools import coco_to_hdf5, make_shapes_captions  # noqa: E402
+from caffelite.lrcn import coco_hdf5, shapes_captions, vocabulary
+from tools import coco_to_hdf5
 
 
 def _write_coco(tmp_path, images, anns, make_files=True):
@@ -33,22 +31,22 @@ ANNS = [{"id": 1, "image_id": 10, "caption": "A red circle."},
 
 
 def test_split_sentence_matches_lrcn():
-    assert coco_to_hdf5.split_sentence("A red circle.") == ["a", "red", "circle"]
+    assert vocabulary.split_sentence("A red circle.") == ["a", "red", "circle"]
     # punctuation other than a final '.' stays as tokens (LRCN's \W+ split)
-    assert coco_to_hdf5.split_sentence("a red, red square!") == ["a", "red", ",", "red", "square", "!"]
-    assert coco_to_hdf5.split_sentence("man's hat") == ["man", "'", "s", "hat"]
+    assert vocabulary.split_sentence("a red, red square!") == ["a", "red", ",", "red", "square", "!"]
+    assert vocabulary.split_sentence("man's hat") == ["man", "'", "s", "hat"]
 
 
 def test_vocabulary_order_and_min_count():
     sents = [["a", "b", "a"], ["c", "b", "a"], ["d"]]
     # counts a3 b2 c1 d1 -> sort (-count, word)
-    assert coco_to_hdf5.build_vocabulary(sents, min_count=1) == ["<unk>", "a", "b", "c", "d"]
-    assert coco_to_hdf5.build_vocabulary(sents, min_count=2) == ["<unk>", "a", "b"]
+    assert vocabulary.build_vocabulary(sents, min_count=1) == ["<unk>", "a", "b", "c", "d"]
+    assert vocabulary.build_vocabulary(sents, min_count=2) == ["<unk>", "a", "b"]
 
 
 def test_caption_streams_exact():
     idx = {"<unk>": 0, "a": 1, "red": 2, "circle": 3}
-    s = coco_to_hdf5.caption_to_streams(["a", "red", "circle", "zebra"], idx, max_words=8)
+    s = coco_hdf5.caption_to_streams(["a", "red", "circle", "zebra"], idx, max_words=8)
     # ids = vocab line + 1; unknown 'zebra' -> <unk> line 0 -> id 1; 0 is <EOS>
     assert s["input_sentence"] == [0, 2, 3, 4, 1, -1, -1, -1]
     assert s["target_sentence"] == [2, 3, 4, 1, 0, -1, -1, -1]
@@ -58,12 +56,12 @@ def test_caption_streams_exact():
 
 def test_caption_truncation_at_max_words():
     idx = {"<unk>": 0, "w": 1}
-    s = coco_to_hdf5.caption_to_streams(["w"] * 25, idx, max_words=20)
+    s = coco_hdf5.caption_to_streams(["w"] * 25, idx, max_words=20)
     assert s["input_sentence"] == [0] + [2] * 19
     assert s["target_sentence"] == [2] * 20  # no <EOS>: cut off as in LRCN
     assert s["cont_sentence"] == [0] + [1] * 19
     # exactly 19 words: fits with EOS and no padding
-    s = coco_to_hdf5.caption_to_streams(["w"] * 19, idx, max_words=20)
+    s = coco_hdf5.caption_to_streams(["w"] * 19, idx, max_words=20)
     assert s["target_sentence"] == [2] * 19 + [0]
     assert s["input_sentence"] == [0] + [2] * 19
 
@@ -71,7 +69,7 @@ def test_caption_truncation_at_max_words():
 def test_convert_exact_arrays_and_alignment(tmp_path):
     caps, imgs = _write_coco(tmp_path, IMAGES, ANNS)
     out = tmp_path / "out"
-    info = coco_to_hdf5.convert(caps, imgs, str(out), buffer_size=2, max_words=20,
+    info = coco_hdf5.convert(caps, imgs, str(out), buffer_size=2, max_words=20,
                                 min_count=2, shuffle=False)
     assert info["pairs"] == 4 and info["aligned_pairs"] == 4 and info["truncated"] == 1
     # counts: dog 25, a 3, red 3, circle 2, ','1 blue 1 square 1 -> min_count 2
@@ -119,7 +117,7 @@ def test_convert_exact_arrays_and_alignment(tmp_path):
 def test_convert_shuffle_pads_to_buffer_and_stays_aligned(tmp_path):
     caps, imgs = _write_coco(tmp_path, IMAGES, ANNS[:3])  # 3 captions, buffer 2 -> 1 duplicate
     out = tmp_path / "o"
-    coco_to_hdf5.convert(caps, imgs, str(out), buffer_size=2, min_count=1, chunk_length=20)
+    coco_hdf5.convert(caps, imgs, str(out), buffer_size=2, min_count=1, chunk_length=20)
     chunks = (out / "hdf5_chunk_list.txt").read_text().split()
     assert len(chunks) == 2  # 40 rows, 20 per chunk
     tgt = np.concatenate([h5py.File(c, "r")["target_sentence"][:] for c in chunks])
@@ -137,7 +135,7 @@ def test_convert_shuffle_pads_to_buffer_and_stays_aligned(tmp_path):
     assert len(set(decoded)) == 3  # all originals present, one duplicated
     # same seed -> identical output
     out2 = tmp_path / "o2"
-    coco_to_hdf5.convert(caps, imgs, str(out2), buffer_size=2, min_count=1, chunk_length=20)
+    coco_hdf5.convert(caps, imgs, str(out2), buffer_size=2, min_count=1, chunk_length=20)
     assert (out2 / "image_list.txt").read_text() == (out / "image_list.txt").read_text()
 
 
@@ -146,7 +144,7 @@ def test_convert_reuses_vocab_and_maps_unknown(tmp_path):
     vocab = tmp_path / "v.txt"
     vocab.write_text("<unk>\nred\na\n")
     out = tmp_path / "o"
-    coco_to_hdf5.convert(caps, imgs, str(out), vocab=str(vocab), buffer_size=2, shuffle=False)
+    coco_hdf5.convert(caps, imgs, str(out), vocab=str(vocab), buffer_size=2, shuffle=False)
     assert (out / "vocabulary.txt").read_text() == "<unk>\nred\na\n"
     tgt = h5py.File(str(out / "batch_0.h5"), "r")["target_sentence"][:]
     # "a red circle": a=3 red=2 circle=<unk>=1 ; "a blue circle": 3 1 1
@@ -173,9 +171,9 @@ def test_convert_bad_inputs(tmp_path, capsys):
 
 
 def test_shapes_generator_deterministic_and_well_formed(tmp_path):
-    a = make_shapes_captions.generate(str(tmp_path / "a"), num_train=12, num_val=4, seed=5)
-    b = make_shapes_captions.generate(str(tmp_path / "b"), num_train=12, num_val=4, seed=5)
-    c = make_shapes_captions.generate(str(tmp_path / "c"), num_train=12, num_val=4, seed=6)
+    a = shapes_captions.generate(str(tmp_path / "a"), num_train=12, num_val=4, seed=5)
+    b = shapes_captions.generate(str(tmp_path / "b"), num_train=12, num_val=4, seed=5)
+    c = shapes_captions.generate(str(tmp_path / "c"), num_train=12, num_val=4, seed=6)
     assert a == b and a != c
     for split in ("train", "val"):
         assert (tmp_path / "a" / ("captions_%s.json" % split)).read_bytes() == \
@@ -195,7 +193,7 @@ def test_shapes_generator_deterministic_and_well_formed(tmp_path):
 
 def test_shapes_captions_describe_the_image(tmp_path):
     from PIL import Image
-    make_shapes_captions.generate(str(tmp_path), num_train=60, num_val=0, seed=1)
+    shapes_captions.generate(str(tmp_path), num_train=60, num_val=0, seed=1)
     coco = json.loads((tmp_path / "captions_train.json").read_text())
     objs = json.loads((tmp_path / "objects_train.json").read_text())
     words = set()
@@ -204,7 +202,7 @@ def test_shapes_captions_describe_the_image(tmp_path):
         words.update(toks)
         o = objs[str(ann["image_id"])]
         colors = {x["color"] for x in o}
-        assert {t for t in toks if t in make_shapes_captions.COLORS} <= colors
+        assert {t for t in toks if t in shapes_captions.COLORS} <= colors
         if len(o) == 2 and " above " in ann["caption"]:
             a, b = o
             first = ann["caption"].split(" above ")[0].split()[-2:]  # "<color> <shape>"
@@ -217,15 +215,15 @@ def test_shapes_captions_describe_the_image(tmp_path):
         arr = np.asarray(Image.open(tmp_path / "images" / im["file_name"]))
         assert arr.shape == (64, 64, 3)
         for o in objs[str(im["id"])]:
-            assert tuple(arr[int(o["y"]), int(o["x"])]) == make_shapes_captions.COLORS[o["color"]]
+            assert tuple(arr[int(o["y"]), int(o["x"])]) == shapes_captions.COLORS[o["color"]]
 
 
 def test_shapes_then_hdf5_end_to_end(tmp_path):
-    make_shapes_captions.generate(str(tmp_path / "d"), num_train=30, num_val=5, seed=2)
+    shapes_captions.generate(str(tmp_path / "d"), num_train=30, num_val=5, seed=2)
     d = tmp_path / "d"
-    coco_to_hdf5.convert(str(d / "captions_train.json"), str(d / "images"), str(tmp_path / "tr"),
+    coco_hdf5.convert(str(d / "captions_train.json"), str(d / "images"), str(tmp_path / "tr"),
                          buffer_size=10, min_count=1)
-    coco_to_hdf5.convert(str(d / "captions_val.json"), str(d / "images"), str(tmp_path / "va"),
+    coco_hdf5.convert(str(d / "captions_val.json"), str(d / "images"), str(tmp_path / "va"),
                          vocab=str(tmp_path / "tr" / "vocabulary.txt"), buffer_size=10)
     n_lines = len((tmp_path / "va" / "image_list.txt").read_text().splitlines())
     with h5py.File(str(tmp_path / "va" / "batch_0.h5"), "r") as h5:

@@ -2,17 +2,15 @@
 
 import json
 import os
-import sys
 
 import h5py
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tools import make_activity_videos as mav  # noqa: E402
-from tools import make_video_description as mvd  # noqa: E402
+from caffelite.lrcn import activity_videos as mav
+from caffelite.lrcn import video_description_data as mvd
+from tools import make_activity_videos
 
 
 def _texture(size=48, seed=0):
@@ -107,7 +105,7 @@ def test_generate_layout_lists_and_determinism(tmp_path):
 
 
 def test_activity_cli_rejects_bad_args(tmp_path, capsys):
-    assert mav.main(["--out", str(tmp_path / "x"), "--frames", "1"]) != 0
+    assert make_activity_videos.main(["--out", str(tmp_path / "x"), "--frames", "1"]) != 0
     assert "frames" in capsys.readouterr().err
 
 

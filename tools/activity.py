@@ -7,141 +7,18 @@
     python tools/activity.py table                                   # Table 1 from the .npz
     python tools/activity.py all                                     # the 4 runs + the table
 
-Models (prototxt/activity_{singleframe,lstm}.prototxt, stage "rgb" or "flow"):
-  singleframe: a CNN on one frame; at test every frame of a video is one "clip" of length 1.
-  lstm (LRCN): the CNN on each frame of a 16-frame clip, an LSTM over the clip; at test
-               every clip with stride 8.
-Averaging (``video_scores``): the net's test output "probs" is T x N x C (time, clip, class);
-a clip's score is the mean over its T steps, a video's score the mean over its clips (the
-VideoData layer's 4th top gives each column's video). Fusion (``fuse``): the weighted mean
-(1 - w) * p_rgb + w * p_flow of the per-video probabilities, w = 1/2 or 2/3 as in the paper.
-Accuracy: fraction of videos whose argmax is the label.
+Models, clip averaging and fusion: caffelite/lrcn/activity.py.
 """
 
 import argparse
-import math
 import os
 import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-MODELS = ("singleframe", "lstm")
-MODALITIES = ("rgb", "flow")
-RESULTS = "data/activity/results"
-
-
-def clip_scores(probs):
-    """T x N x C per-step probabilities -> N x C per-clip scores (mean over the T steps)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 3:
-        raise ValueError("probs must be T x N x C, got shape %r" % (probs.shape,))
-    return probs.mean(axis=0)
-
-
-def video_scores(scores, video_index, num_videos):
-    """Mean of the clip scores (M x C) of each video (video_index: M ints in 0..V-1)
-    -> V x C; a video with no clip is an error."""
-    scores = np.asarray(scores, dtype=np.float64)
-    video_index = np.asarray(video_index).astype(np.int64)
-    if len(video_index) != len(scores):
-        raise ValueError("%d clip scores but %d video indices" % (len(scores), len(video_index)))
-    sums = np.zeros((num_videos, scores.shape[1]))
-    np.add.at(sums, video_index, scores)
-    counts = np.bincount(video_index, minlength=num_videos)
-    if (counts == 0).any():
-        raise ValueError("videos without clips: %s" % np.flatnonzero(counts == 0)[:10].tolist())
-    return sums / counts[:, None]
-
-
-def fuse(p_rgb, p_flow, flow_weight):
-    """Late fusion: (1 - w) * p_rgb + w * p_flow."""
-    return (1.0 - flow_weight) * np.asarray(p_rgb) + flow_weight * np.asarray(p_flow)
-
-
-def accuracy(scores, labels):
-    return float(np.mean(np.argmax(scores, axis=1) == np.asarray(labels)))
-
-
-def _paths(model, modality):
-    solver = "prototxt/activity_%s_%s_solver.prototxt" % (model, modality)
-    return solver, "prototxt/activity_%s.prototxt" % model
-
-
-def train(model, modality):
-    """Run the model's solver (Caffe-style log on stdout); -> path of the final weights."""
-    from caffelite.solver import get_solver
-    from caffelite.solvers.log import glog_handler, logger
-    import logging
-    if not logger.handlers:
-        logger.addHandler(glog_handler(sys.stdout))
-        logger.setLevel(logging.INFO)
-    solver_path, _ = _paths(model, modality)
-    solver = get_solver(solver_path)
-    solver.solve()
-    return "%s_iter_%d.caffemodel" % (solver.snapshot_prefix, solver.iter)
-
-
-def evaluate(model, modality, weights=None):
-    """Per-video probabilities on the test list -> (V x C scores, V labels)."""
-    import caffelite
-    from caffelite.prototxt import read_prototxt
-    from caffelite.proto import caffelite_pb2 as pb
-    solver_path, net_path = _paths(model, modality)
-    if weights is None:
-        sp = read_prototxt(solver_path, pb.SolverParameter())
-        weights = "%s_iter_%d.caffemodel" % (sp.snapshot_prefix, sp.max_iter)
-    net = caffelite.Net(net_path, caffelite.TEST, stages=[modality], weights=weights)
-    data = net.layers[0]
-    total = int(data.clips_per_epoch)
-    n = net.blobs["video_index"].shape[0]
-    all_scores, all_index = [], []
-    for _ in range(math.ceil(total / n)):
-        out = net.forward(blobs=["probs", "video_index"])
-        all_scores.append(clip_scores(out["probs"]))
-        all_index.append(out["video_index"].astype(np.int64).copy())
-    scores = np.concatenate(all_scores)[:total]          # the last batch wraps around
-    index = np.concatenate(all_index)[:total]
-    src = net.param.layer[0].video_data_param.source
-    labels = np.array([int(l.split()[-1]) for l in open(src) if l.strip()])
-    return video_scores(scores, index, len(labels)), labels
-
-
-def table(results=RESULTS):
-    """Table 1 rows from the saved per-video scores; -> list of (name, {column: acc})."""
-    def load(model, modality):
-        path = os.path.join(results, "%s_%s.npz" % (model, modality))
-        if not os.path.exists(path):
-            return None, None
-        z = np.load(path)
-        return z["scores"], z["labels"]
-    rows = []
-    for model, name in (("singleframe", "Single frame"), ("lstm", "LRCN")):
-        rgb, lab = load(model, "rgb")
-        flow, lab2 = load(model, "flow")
-        row = {}
-        if rgb is not None:
-            row["RGB"] = accuracy(rgb, lab)
-        if flow is not None:
-            row["Flow"] = accuracy(flow, lab2)
-        if rgb is not None and flow is not None:
-            if not np.array_equal(lab, lab2):
-                raise ValueError("RGB and flow test lists disagree on the labels")
-            row["1/2-1/2"] = accuracy(fuse(rgb, flow, 0.5), lab)
-            row["1/3-2/3"] = accuracy(fuse(rgb, flow, 2.0 / 3.0), lab)
-        rows.append((name, row))
-    return rows
-
-
-def format_table(rows):
-    cols = ["RGB", "Flow", "1/2-1/2", "1/3-2/3"]
-    lines = ["| Model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for name, row in rows:
-        lines.append("| %s | " % name + " | ".join("%.1f%%" % (100 * row[c]) if c in row else "-"
-                                                   for c in cols) + " |")
-    return "\n".join(lines)
+from caffelite.errors import CaffeliteError
+from caffelite.lrcn.activity import (MODALITIES, MODELS, RESULTS, accuracy, evaluate,
+                                     format_table, table, train)
 
 
 def main(argv=None):
@@ -156,7 +33,6 @@ def main(argv=None):
     sub.add_parser("table")
     sub.add_parser("all", help="train + eval the 4 models, then print the table")
     args = p.parse_args(argv)
-    from caffelite.errors import CaffeliteError
     try:
         runs = [(args.model, args.modality)] if args.command in ("train", "eval") else \
             [(m, d) for m in MODELS for d in MODALITIES] if args.command == "all" else []

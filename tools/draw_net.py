@@ -7,16 +7,12 @@ The output's extension picks the format: png, svg, pdf, ... (rendered by Graphvi
 or dot/gv (the graph source, no Graphviz needed). Needs pydot: pip install caffelite[draw].
 """
 import argparse
-import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from caffelite import draw  # noqa: E402
-from caffelite.errors import CaffeliteError  # noqa: E402
-from caffelite.prototxt import read_prototxt  # noqa: E402
-from caffelite.proto import caffelite_pb2 as pb  # noqa: E402
+from caffelite import draw
+from caffelite.errors import CaffeliteError
+from caffelite.prototxt import read_prototxt
+from caffelite.proto import caffelite_pb2 as pb
 
 PHASES = {'TRAIN': pb.TRAIN, 'TEST': pb.TEST, 'ALL': None}
 

@@ -4,163 +4,16 @@
     python tools/make_video_description.py --out data/video_description      # once (seeded)
     python tools/video_description.py all        # prepare + train (a), (b), (c) + BLEU-4
 
-Three models, all sentence generators conditioned on the (subject, verb, object) output of
-a visual recognizer ("CRF"), as in the paper's Sec. 6 / Table 5:
-  (a) LSTM encoder-decoder, CRF max: an encoder LSTM reads the three one-hot components as
-      a 3-step sequence (step 1: the subject block of the 23-d one-hot vector, others zero;
-      step 2: verb; step 3: object); its final state (h_T, c_T, via expose_hidden) is the
-      decoder LSTM's initial state (prototxt/video_description_encdec.prototxt).
-  (b) decoder, CRF max: at every step the decoder LSTM's input is [word embedding, one-hot
-      CRF max vector] (prototxt/video_description_decoder.prototxt, stage "crf_max").
-  (c) decoder, CRF probabilities: the same with the CRF probability vectors (stage
-      "crf_prob").
-Each is trained by its solver (prototxt/video_description_{a,b,c}_solver.prototxt); test
-sentences are generated greedily or with beam search (tools/caption.py's search code, LSTM
-state carried by expose_hidden) and scored with BLEU-4 (tools/bleu.py, coco-caption's
-definition) against the test references.
-
-Data layout (``prepare``; data/video_description/h5_{train,test}/): LRCN's aligned stream
-layout with T = 10 and N = 50 streams: (video, sentence) pair k -> column k % N, rows
-(k // N) * T .. + T - 1; datasets input_sentence / target_sentence / cont_sentence (T-row
-blocks as tools/coco_to_hdf5.py, input pad 0), dec_cont (cont_sentence with a 1 at the
-first step, so the decoder of (a) keeps the encoder's state), crf_max / crf_prob (rows x N x
-23, the pair's vector repeated on the T rows), enc_input (rows x N x 23: rows 0..2 of each
-block hold the subject / verb / object blocks of crf_max, the rest 0) and enc_cont (0, 1, 1,
-then 0). Vocabulary: all training words (<unk> line 0; ids as coco_to_hdf5).
+The three models, the data layout and the decoding: caffelite/lrcn/video_description.py.
 """
 
 import argparse
-import json
-import os
-import random
 import sys
 
-import numpy as np
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from tools.coco_to_hdf5 import build_vocabulary, caption_to_streams, split_sentence  # noqa
-
-DATA = "data/video_description"
-T, N, BLOCKS = 10, 50, (5, 8, 10)
-MODELS = {"a": ("encdec", "crf_max"), "b": ("decoder", "crf_max"), "c": ("decoder", "crf_prob")}
-
-
-def _load_split(data, split):
-    import h5py
-    with h5py.File(os.path.join(data, "video_description.h5"), "r") as f:
-        g = f[split]
-        vids = g["video_id"][:]
-        feats = {k: g[k]["concat"][:].astype(np.float64) for k in ("crf_max", "crf_prob")}
-    with open(os.path.join(data, "captions_%s.json" % split)) as f:
-        coco = json.load(f)
-    return vids, feats, coco
-
-
-def encoder_sequence(onehot):
-    """(M x 23) CRF max vectors -> (3 x M x 23): step s keeps only component s's block."""
-    seq = np.zeros((3,) + onehot.shape)
-    start = 0
-    for s, k in enumerate(BLOCKS):
-        seq[s, :, start:start + k] = onehot[:, start:start + k]
-        start += k
-    return seq
-
-
-def prepare(data=DATA, seed=3):
-    """Write h5_train/, h5_test/ (see module docstring); returns the vocabulary list."""
-    import h5py
-    _, _, coco = _load_split(data, "train")
-    vocab = build_vocabulary([split_sentence(a["caption"]) for a in coco["annotations"]], 1)
-    index = {w: i for i, w in enumerate(vocab)}
-    for split in ("train", "test"):
-        vids, feats, coco = _load_split(data, split)
-        row_of = {int(v): i for i, v in enumerate(vids)}
-        pairs = [(row_of[a["image_id"]], a["caption"]) for a in coco["annotations"]]
-        rng = random.Random(seed)
-        while len(pairs) % N:
-            pairs.append(pairs[rng.randint(0, len(pairs) - 1)])
-        rng.shuffle(pairs)
-        rows = len(pairs) // N * T
-        arr = {k: np.zeros((rows, N)) for k in ("input_sentence", "target_sentence",
-                                                  "cont_sentence", "dec_cont", "enc_cont")}
-        for k in ("crf_max", "crf_prob", "enc_input"):
-            arr[k] = np.zeros((rows, N, 23))
-        enc = encoder_sequence(feats["crf_max"])
-        for k, (r, cap) in enumerate(pairs):
-            r0, col = (k // N) * T, k % N
-            st = caption_to_streams(split_sentence(cap), index, T, input_pad=0)
-            for name in ("input_sentence", "target_sentence", "cont_sentence"):
-                arr[name][r0:r0 + T, col] = st[name]
-            arr["dec_cont"][r0:r0 + T, col] = st["cont_sentence"]
-            arr["dec_cont"][r0, col] = 1
-            arr["crf_max"][r0:r0 + T, col] = feats["crf_max"][r]
-            arr["crf_prob"][r0:r0 + T, col] = feats["crf_prob"][r]
-            arr["enc_input"][r0:r0 + 3, col] = enc[:, r]
-            arr["enc_cont"][r0 + 1:r0 + 3, col] = 1
-        out = os.path.abspath(os.path.join(data, "h5_" + split))
-        os.makedirs(out, exist_ok=True)
-        with h5py.File(os.path.join(out, "batch_0.h5"), "w") as f:
-            for name, a in arr.items():
-                f.create_dataset(name, data=a)
-        with open(os.path.join(out, "hdf5_chunk_list.txt"), "w") as f:
-            f.write(os.path.join(out, "batch_0.h5") + "\n")
-    with open(os.path.join(data, "h5_train", "vocabulary.txt"), "w") as f:
-        f.writelines(w + "\n" for w in vocab)
-    return vocab
-
-
-def train(model):
-    import logging
-    from caffelite.solver import get_solver
-    from caffelite.solvers.log import glog_handler, logger
-    if not logger.handlers:
-        logger.addHandler(glog_handler(sys.stdout))
-        logger.setLevel(logging.INFO)
-    solver = get_solver("prototxt/video_description_%s_solver.prototxt" % model)
-    solver.solve()
-    return "%s_iter_%d.caffemodel" % (solver.snapshot_prefix, solver.iter)
-
-
-def generate(model, weights, data=DATA, method="greedy", beam_size=3):
-    """Sentences for the test videos -> {video_id: sentence}."""
-    import caffelite
-    from tools.caption import NetStepper, beam_search, greedy_search
-    kind, feature = MODELS[model]
-    vids, feats, _ = _load_split(data, "test")
-    vocab = ["<EOS>"] + open(os.path.join(data, "h5_train", "vocabulary.txt")).read().split()
-    if kind == "decoder":
-        net = caffelite.Net("prototxt/video_description_decoder_deploy.prototxt", caffelite.TEST,
-                            weights=weights)
-        stepper = NetStepper(net, static_inputs=("crf",))
-        state = stepper.initial_state([feats[feature]])
-    else:
-        path = "prototxt/video_description_encdec_deploy.prototxt"
-        enc = caffelite.Net(path, caffelite.TEST, stages=["encode"], weights=weights)
-        seq = encoder_sequence(feats["crf_max"])
-        cont = np.ones(seq.shape[:2])
-        cont[0] = 0
-        zeros = np.zeros((1, seq.shape[1], enc.blobs["enc_h0"].shape[2]))
-        out = enc.forward(enc_input=seq, enc_cont=cont, enc_h0=zeros, enc_c0=zeros)
-        net = caffelite.Net(path, caffelite.TEST, stages=["step"], weights=weights)
-        stepper = NetStepper(net, static_inputs=(), first_cont=1.0)
-        state = [out["enc_hT"][0].copy(), out["enc_cT"][0].copy()]
-    if method == "beam":
-        ids, _ = beam_search(stepper, state, T - 1, beam_size)
-    else:
-        ids, _ = greedy_search(stepper, state, T - 1)
-    return {int(v): " ".join(vocab[i] for i in s) for v, s in zip(vids, ids)}
-
-
-def bleu4(sentences, data=DATA):
-    from tools.bleu import corpus_bleu
-    with open(os.path.join(data, "captions_test.json")) as f:
-        coco = json.load(f)
-    refs = {}
-    for a in coco["annotations"]:
-        refs.setdefault(a["image_id"], []).append(a["caption"])
-    return corpus_bleu(sentences, refs)[0][3]
+from caffelite.errors import CaffeliteError
+from caffelite.lrcn.training import final_weights
+from caffelite.lrcn.video_description import (MODELS, bleu4, generate, prepare, solver_path,
+                                              train)
 
 
 def main(argv=None):
@@ -175,7 +28,6 @@ def main(argv=None):
             s.add_argument("--weights", help="default: the solver's final snapshot")
     sub.add_parser("all", help="prepare, train and evaluate (a), (b), (c)")
     args = p.parse_args(argv)
-    from caffelite.errors import CaffeliteError
     try:
         if args.command in ("prepare", "all"):
             print("vocabulary: %d words" % len(prepare()))
@@ -188,11 +40,7 @@ def main(argv=None):
                 weights = train(m)
             if args.command in ("eval", "all"):
                 if weights is None:
-                    from caffelite.prototxt import read_prototxt
-                    from caffelite.proto import caffelite_pb2 as pb
-                    sp = read_prototxt("prototxt/video_description_%s_solver.prototxt" % m,
-                                       pb.SolverParameter())
-                    weights = "%s_iter_%d.caffemodel" % (sp.snapshot_prefix, sp.max_iter)
+                    weights = final_weights(solver_path(m))
                 g = bleu4(generate(m, weights))
                 b = bleu4(generate(m, weights, method="beam"))
                 rows.append((m, g, b))
