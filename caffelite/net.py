@@ -118,9 +118,7 @@ class Net:
                     self.inputs.append(name)
             top_names = list(lp.top) + self._automatic_tops(layer, top)
             try:
-                layer.check_blob_counts(bottom, top)
-                layer.setup(bottom, top)
-                layer.reshape(bottom, top)
+                layer.set_up(bottom, top)
             except (CaffeliteError, ValueError, IndexError) as err:
                 self._fail(lp, str(err))
             except Exception as err:  # e.g. a user's Python layer failing in setup
