@@ -42,9 +42,11 @@ def forward_once(layer, bottom, top):
 
 def data_layer(text, phase=pb.TRAIN, dtype=np.float32, seed=1701, **attrs):
     """A data layer from ``text`` (``attrs`` set on it, as in :func:`make`), set up with one top
-    Blob per ``top`` in its prototxt after seeding the random stream; returns (layer, top)."""
+    Blob per ``top`` in its prototxt after seeding the random stream (unless ``seed`` is None);
+    returns (layer, top)."""
     layer = make(text, phase, dtype, **attrs)
-    backend.set_random_seed(seed)
+    if seed is not None:
+        backend.set_random_seed(seed)
     top = tops(len(layer.layer_param.top), dtype)
     layer.set_up([], top)
     return layer, top

@@ -19,11 +19,10 @@ import pytest
 from google.protobuf import text_format
 
 from caffelite import parallel
-from caffelite.blob import Blob
-from caffelite.layers import create_layer
 from caffelite.parallel import WorkerContext, current, using
 from caffelite.parallel.mpi import first_use_by_blob, make_buckets, worker_solver_param
 from caffelite.proto import caffelite_pb2 as pb
+import layer_testing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = (10, 14)         # two HDF5 files: 24 rows, one epoch = 6 steps of 4 rows
@@ -148,11 +147,7 @@ def hdf5_layer(folder, batch, shuffle=False):
     text = (f'name: "data" type: "HDF5Data" top: "data" top: "label" hdf5_data_param '
             f'{{ source: "{folder / "train.txt"}" batch_size: {batch} '
             f'{"shuffle: true" if shuffle else ""} }}')
-    layer = create_layer(text_format.Parse(text, pb.LayerParameter()), pb.TRAIN)
-    layer.prefetch_depth = 0
-    top = [Blob(), Blob()]
-    layer.setup([], top)
-    return layer, top
+    return layer_testing.data_layer(text, seed=None, prefetch_depth=0)
 
 
 def read_ids(layer, top, steps):
@@ -194,16 +189,13 @@ def test_assigned_rank_overrides_the_context_and_test_phase_reads_everything(wor
     with using(WorkerContext(1, 3)):
         lp = text_format.Parse('name: "d" type: "Data" top: "data" data_param { source: "x" '
                                'batch_size: 1 }', pb.LayerParameter())
-        data = create_layer(lp, pb.TRAIN)
+        data = layer_testing.make(lp, dtype=np.float32)
         assert (data.solver_rank, data.solver_count) == (1, 3)   # Data reads the context too
         data.solver_rank = 2
-        assert data.solver_rank == 2 and create_layer(lp).solver_rank == 1
+        assert data.solver_rank == 2 and layer_testing.make(lp).solver_rank == 1
         text = (f'name: "t" type: "HDF5Data" top: "data" top: "label" hdf5_data_param '
                 f'{{ source: "{workdir / "train.txt"}" batch_size: 4 }}')
-        layer = create_layer(text_format.Parse(text, pb.LayerParameter()), pb.TEST)
-        layer.prefetch_depth = 0
-        top = [Blob(), Blob()]
-        layer.setup([], top)
+        layer, top = layer_testing.data_layer(text, pb.TEST, seed=None, prefetch_depth=0)
         assert read_ids(layer, top, 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
@@ -259,7 +251,7 @@ def test_data_layers_that_do_not_deal_are_refused():
     from caffelite.parallel.mpi import check_data_layers
 
     def layer(text):
-        return create_layer(text_format.Parse(text, pb.LayerParameter()), pb.TRAIN)
+        return layer_testing.make(text, dtype=np.float32)
     window = layer('name: "win" type: "WindowData" top: "data" top: "label" '
                    'window_data_param { source: "windows.txt" batch_size: 2 }')
     dealing = layer('name: "h5" type: "HDF5Data" top: "x" hdf5_data_param { source: "a" '
@@ -399,18 +391,14 @@ def test_lrcn_image_and_caption_batches_stay_paired_on_every_worker(tmp_path):
     (tmp_path / 'captions.txt').write_text(str(tmp_path / 'captions.h5') + '\n')
     for rank in (0, 1):
         with using(WorkerContext(rank, 2, shared_seed=5)):
-            image = create_layer(text_format.Parse(
+            image, image_top = layer_testing.data_layer(
                 f'name: "img" type: "ImageData" top: "data" top: "label" image_data_param '
                 f'{{ source: "{tmp_path / "images.txt"}" root_folder: "{tmp_path}/" '
-                f'batch_size: {N} }}', pb.LayerParameter()), pb.TRAIN)
-            caption = create_layer(text_format.Parse(
+                f'batch_size: {N} }}', seed=None, prefetch_depth=0)
+            caption, caption_top = layer_testing.data_layer(
                 f'name: "cap" type: "HDF5Data" top: "input_sentence" hdf5_data_param '
-                f'{{ source: "{tmp_path / "captions.txt"}" batch_size: {T} }}',
-                pb.LayerParameter()), pb.TRAIN)
-            image_top, caption_top = [Blob(), Blob()], [Blob()]
-            for layer, top in ((image, image_top), (caption, caption_top)):
-                layer.prefetch_depth = 0
-                layer.setup([], top)
+                f'{{ source: "{tmp_path / "captions.txt"}" batch_size: {T} }}', seed=None,
+                prefetch_depth=0)
         for step in range(4):                      # wraps around the 5 batches
             image.forward([], image_top)
             caption.forward([], caption_top)
