@@ -290,6 +290,7 @@ def test_abort_on_error_names_the_rank_and_aborts(monkeypatch, capsys):
 
 # -- over MPI -----------------------------------------------------------------------------------
 
+@pytest.mark.mpi
 def test_two_workers_at_batch_b_train_like_one_at_2b(workdir):
     """SGD with momentum, weight decay and a step lr, 6 iterations over 2 files; one bucket
     per parameter blob, reduced during backward. Also: the replicas stay identical, the
@@ -328,6 +329,7 @@ def test_two_workers_at_batch_b_train_like_one_at_2b(workdir):
     assert_params_close(from_k2, from_k1)
 
 
+@pytest.mark.mpi
 def test_iter_size_accumulates_before_the_reduction(workdir):
     """iter_size 2: only the last forward/backward pass of an iteration reduces."""
     two = make_solver(workdir, 'k2', batch=2, iter_size=2, max_iter=4)
@@ -338,6 +340,7 @@ def test_iter_size_accumulates_before_the_reduction(workdir):
     assert_params_close(load_dump('k2', 0)[0], train_one_worker(one)[0])
 
 
+@pytest.mark.mpi
 def test_a_k1_snapshot_resumes_with_two_workers(workdir):
     train_one_worker(make_solver(workdir, 'first', batch=4, max_iter=4))
     one = make_solver(workdir, 'k1', batch=4, max_iter=6)
@@ -353,6 +356,7 @@ def test_a_k1_snapshot_resumes_with_two_workers(workdir):
         one, snapshot=workdir / 'first_snap_iter_4.solverstate')[0])
 
 
+@pytest.mark.mpi
 def test_a_raising_worker_ends_the_run_naming_its_rank(workdir):
     two = make_solver(workdir, 'k2', batch=2, max_iter=50)
     done, seconds = launch(workdir, '--solver', two, '--fail-at', '1:3')
@@ -365,6 +369,7 @@ def test_a_raising_worker_ends_the_run_naming_its_rank(workdir):
     assert train_one_worker(one, snapshot=workdir / 'k2_snap_iter_2.solverstate')[2].iter == 4
 
 
+@pytest.mark.mpi
 def test_a_killed_worker_ends_the_run_and_its_pid_maps_to_its_rank(workdir):
     two = make_solver(workdir, 'k2', batch=2, max_iter=50)
     done, seconds = launch(workdir, '--solver', two, '--kill-at', '1:2')
@@ -416,6 +421,7 @@ def _gpu_count():
         return 0
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(_gpu_count() < 2, reason='NCCL training needs CuPy and at least 2 GPUs')
 def test_nccl_two_gpus_train_like_one_gpu_at_twice_the_batch(workdir):
     single = make_solver(workdir, 'single', batch=4)

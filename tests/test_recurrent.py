@@ -243,6 +243,7 @@ def caffe_gate_order(a):
     return np.concatenate([i, f, o, g], axis=0)
 
 
+@pytest.mark.slow
 def test_lstm_matches_torch():
     torch = pytest.importorskip('torch')
     steps, streams, dim, hidden = 6, 3, 5, 4
