@@ -60,7 +60,7 @@ class Blob:
             raise ValueError(f'negative dimension in blob shape {shape}')
         if shape == self._shape:
             return
-        same_count = int(np.prod(shape, dtype=np.int64)) == self.count
+        same_count = shape_count(shape) == self.count
         self._shape = shape
         self._data = self._data.reshape(shape) if same_count and self._data is not None else None
         self._diff = self._diff.reshape(shape) if same_count and self._diff is not None else None
