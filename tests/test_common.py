@@ -59,6 +59,16 @@ def test_inner_product_gradient_with_bias():
     check_layer_gradient(make(text), [blob(rand(3, 2, 2, seed=1))], tops())
 
 
+def test_set_up_checks_blob_counts_then_sets_up_and_sizes_the_tops():
+    layer = make('type: "InnerProduct" inner_product_param { num_output: 2 }')
+    with pytest.raises(LayerError, match='takes exactly 1 bottom blob'):
+        layer.set_up([blob(rand(2, 6)), blob(rand(2, 6))], tops())
+    assert not layer.blobs                                    # setup did not run
+    top = tops()
+    layer.set_up([blob(rand(3, 6))], top)
+    assert [b.shape for b in layer.blobs] == [(2, 6), (2,)] and top[0].shape == (3, 2)
+
+
 def test_inner_product_default_filler_is_zero_and_input_size_checked():
     layer = make('type: "InnerProduct" inner_product_param { num_output: 2 }')
     bottom, top = [blob(rand(2, 6))], tops()
