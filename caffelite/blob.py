@@ -12,6 +12,12 @@ import numpy as np
 from . import backend
 
 
+def shape_count(shape, start=0, end=None):
+    """Caffe's Blob::count(start_axis, end_axis) on a shape: the product of shape[start:end]
+    (1 for an empty range)."""
+    return int(np.prod(tuple(shape)[start:end], dtype=np.int64))
+
+
 class Blob:
     def __init__(self, shape=(), dtype=np.float32):
         self.dtype = np.dtype(dtype)
@@ -26,7 +32,13 @@ class Blob:
 
     @property
     def count(self):
-        return int(np.prod(self._shape, dtype=np.int64))
+        """The number of elements (pycaffe's ``blob.count``, an int)."""
+        return shape_count(self._shape)
+
+    def count_axes(self, start, end=None):
+        """Caffe's count(start_axis, end_axis): the product of dimensions start..end-1
+        (``end`` None: to the last axis)."""
+        return shape_count(self._shape, start, end)
 
     @property
     def num_axes(self):
@@ -48,7 +60,7 @@ class Blob:
             raise ValueError(f'negative dimension in blob shape {shape}')
         if shape == self._shape:
             return
-        same_count = int(np.prod(shape, dtype=np.int64)) == self.count
+        same_count = shape_count(shape) == self.count
         self._shape = shape
         self._data = self._data.reshape(shape) if same_count and self._data is not None else None
         self._diff = self._diff.reshape(shape) if same_count and self._diff is not None else None

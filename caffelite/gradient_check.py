@@ -44,9 +44,8 @@ def check_layer_gradient(layer, bottom, top, check_bottom=None, check_params=Tru
     """
     rng = np.random.default_rng(seed)
     if setup:
-        layer.check_blob_counts(bottom, top)
         backend.set_random_seed(seed)
-        layer.setup(bottom, top)
+        layer.set_up(bottom, top)
     if check_bottom is None:
         check_bottom = list(range(len(bottom)))
     values = [b.data.copy() for b in bottom]

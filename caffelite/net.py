@@ -17,9 +17,10 @@ from . import backend, io
 from .blob import Blob
 from .errors import CaffeliteError, LayerError, layer_context
 from .layers import create_layer
-from .net_rules import filter_net, insert_splits, upgrade_input_fields
+from .net_rules import filter_net, insert_splits
 from .prototxt import read_prototxt
 from .proto import caffelite_pb2 as pb
+from .upgrade import upgrade_net_as_needed
 
 
 def _net_state(phase, level, stages, state, param):
@@ -67,12 +68,10 @@ class Net:
         raise CaffeliteError(f'{layer_context(layer_param, self.source)}: {message}') from None
 
     def _build(self, param, state):
-        from .upgrade import upgrade_net_param
-        param = upgrade_net_param(param, self.source)
+        param = upgrade_net_as_needed(param, self.source)
         self.name = param.name
         self.state = state
         self.phase = state.phase
-        param = upgrade_input_fields(param, self.source)
         param = insert_splits(filter_net(param, state, self.source), self.source)
         self.param = param
 
@@ -125,9 +124,7 @@ class Net:
                     self.inputs.append(name)
             top_names = list(lp.top) + self._automatic_tops(layer, top)
             try:
-                layer.check_blob_counts(bottom, top)
-                layer.setup(bottom, top)
-                layer.reshape(bottom, top)
+                layer.set_up(bottom, top)
             except (CaffeliteError, ValueError, IndexError) as err:
                 self._fail(lp, str(err))
             except Exception as err:  # e.g. a user's Python layer failing in setup

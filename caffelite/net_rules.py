@@ -1,7 +1,6 @@
-"""Caffe's NetParameter transforms, applied before a Net is built:
+"""Caffe's NetParameter transforms, applied before a Net is built (after the format upgrades
+of ``caffelite.upgrade``):
 
-- ``upgrade_input_fields``: the deprecated ``input``/``input_shape``/``input_dim`` fields
-  become an Input layer (Caffe's UpgradeNetInput).
 - ``filter_net``: keep the layers whose include/exclude rules match a NetState.
 - ``insert_splits``: where a blob feeds several layers (or feeds one and is a weighted loss),
   insert a Split layer so each consumer has its own copy and gradients are summed.
@@ -10,34 +9,6 @@ from collections import defaultdict
 
 from .errors import CaffeliteError, layer_context
 from .proto import caffelite_pb2 as pb
-
-
-def upgrade_input_fields(param, source='<net>'):
-    """Return ``param`` with its input fields turned into a leading Input layer."""
-    if not param.input:
-        return param
-    shapes = [list(s.dim) for s in param.input_shape]
-    if not shapes and param.input_dim:
-        if len(param.input_dim) != 4 * len(param.input):
-            raise CaffeliteError(f'{source}: input_dim must give 4 dims for each of the '
-                                 f'{len(param.input)} input(s), got {len(param.input_dim)}')
-        dims = list(param.input_dim)
-        shapes = [dims[4 * i:4 * i + 4] for i in range(len(param.input))]
-    if len(shapes) != len(param.input):
-        raise CaffeliteError(f'{source}: {len(param.input)} input(s) but {len(shapes)} '
-                             f'input_shape/input_dim entries')
-    upgraded = pb.NetParameter()
-    upgraded.CopyFrom(param)
-    del upgraded.input[:]
-    del upgraded.input_shape[:]
-    del upgraded.input_dim[:]
-    del upgraded.layer[:]
-    layer = upgraded.layer.add(name='input', type='Input')
-    layer.top.extend(param.input)
-    for shape in shapes:
-        layer.input_param.shape.add().dim.extend(shape)
-    upgraded.layer.extend(param.layer)
-    return upgraded
 
 
 def state_meets_rule(state, rule):

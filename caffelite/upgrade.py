@@ -1,7 +1,7 @@
 """Caffe's upgrade_proto: old NetParameter and SolverParameter formats, read and upgraded.
 
 Caffe has written nets in three formats; it upgrades the old ones when it reads them, and so
-does caffelite (:func:`upgrade_net_param`, called by every Net):
+does caffelite (:func:`upgrade_net_as_needed`, called by every Net):
 
 - V0: ``layers { layer { name: "conv1" type: "conv" num_output: 96 kernelsize: 11 ... }
   bottom: "data" top: "conv1" }`` -- lower-case type strings, the layer's settings flat in
@@ -18,7 +18,9 @@ does caffelite (:func:`upgrade_net_param`, called by every Net):
 - BatchNorm layers that still declare their three statistics blobs as params get lr_mult
   and decay_mult 0 on them (UpgradeNetBatchNorm).
 
-The deprecated net-level ``input`` fields are upgraded by ``net_rules.upgrade_input_fields``.
+- The deprecated net-level ``input`` / ``input_shape`` / ``input_dim`` fields become a leading
+  Input layer (UpgradeNetInput). This one upgrade warns of nothing, so that the many deploy
+  nets written that way build quietly; the upgrade tools log it.
 
 Every upgrade emits an :class:`UpgradeWarning` naming the file, worded as Caffe's log line
 ("Attempting to upgrade input file specified using deprecated V1LayerParameter: net.prototxt").
@@ -345,9 +347,44 @@ def upgrade_net_batch_norm(param):
                 spec.decay_mult = 0
 
 
+# -- net-level input fields (UpgradeNetInput) -----------------------------------------------------
+
+def net_needs_input_upgrade(param):
+    return bool(param.input)
+
+
+def upgrade_net_input(param, source='<net>'):
+    """``param`` with its ``input`` fields (shapes from ``input_shape``, or 4 ``input_dim``
+    per input) turned into a leading Input layer named "input"; a copy, or ``param`` itself
+    when it has no input fields."""
+    if not net_needs_input_upgrade(param):
+        return param
+    shapes = [list(s.dim) for s in param.input_shape]
+    if not shapes and param.input_dim:
+        if len(param.input_dim) != 4 * len(param.input):
+            raise CaffeliteError(f'{source}: input_dim must give 4 dims for each of the '
+                                 f'{len(param.input)} input(s), got {len(param.input_dim)}')
+        dims = list(param.input_dim)
+        shapes = [dims[4 * i:4 * i + 4] for i in range(len(param.input))]
+    if len(shapes) != len(param.input):
+        raise CaffeliteError(f'{source}: {len(param.input)} input(s) but {len(shapes)} '
+                             f'input_shape/input_dim entries')
+    upgraded = pb.NetParameter()
+    upgraded.CopyFrom(param)
+    for field in ('input', 'input_shape', 'input_dim', 'layer'):
+        upgraded.ClearField(field)
+    layer = upgraded.layer.add(name='input', type='Input')
+    layer.top.extend(param.input)
+    for shape in shapes:
+        layer.input_param.shape.add().dim.extend(shape)
+    upgraded.layer.extend(param.layer)
+    return upgraded
+
+
 # -- entry points -------------------------------------------------------------------------------
 
 def net_needs_upgrade(param):
+    """True when a layer-format upgrade (V0, V1, data transformation, BatchNorm) applies."""
     return (net_needs_v0_upgrade(param) or net_needs_v1_upgrade(param)
             or net_needs_data_upgrade(param) or net_needs_batch_norm_upgrade(param))
 
@@ -359,9 +396,10 @@ def _report(problems, what, source):
 
 
 def upgrade_net_param(param, source='<NetParameter>'):
-    """``param`` in the current format (Caffe's UpgradeNetAsNeeded). ``param`` itself is
-    returned when it needs nothing, else an upgraded copy; every upgrade warns, naming
-    ``source`` (the file the net was read from)."""
+    """``param`` with its layers in the current format (V0, V1, data transformation and
+    BatchNorm upgrades; the input fields are left to :func:`upgrade_net_as_needed`).
+    ``param`` itself is returned when it needs nothing, else an upgraded copy; every upgrade
+    warns, naming ``source`` (the file the net was read from)."""
     if not net_needs_upgrade(param):
         return param
     if net_needs_v0_upgrade(param):
@@ -393,6 +431,14 @@ def upgrade_net_param(param, source='<NetParameter>'):
     return param
 
 
+def upgrade_net_as_needed(param, source='<NetParameter>'):
+    """``param`` in the current format (Caffe's UpgradeNetAsNeeded): the layer-format upgrades
+    (:func:`upgrade_net_param`), then the input fields (:func:`upgrade_net_input`). The one
+    upgrade entry point for nets, applied once to each net read (by Net and the upgrade
+    tools); ``param`` itself when it needs nothing, else an upgraded copy."""
+    return upgrade_net_input(upgrade_net_param(param, source), source)
+
+
 SOLVER_TYPES = {'SGD': 'SGD', 'NESTEROV': 'Nesterov', 'ADAGRAD': 'AdaGrad',
                 'RMSPROP': 'RMSProp', 'ADADELTA': 'AdaDelta', 'ADAM': 'Adam'}
 
@@ -401,9 +447,19 @@ def solver_needs_upgrade(param):
     return param.HasField('solver_type')
 
 
+def solver_type(param):
+    """The solver type ``param`` asks for: its ``type`` string, or the deprecated enum
+    ``solver_type`` as the string it upgrades to."""
+    if solver_needs_upgrade(param) and not param.HasField('type'):
+        return SOLVER_TYPES[pb.SolverParameter.SolverType.Name(param.solver_type)]
+    return param.type
+
+
 def upgrade_solver_param(param, source='<SolverParameter>'):
     """``param`` with the deprecated enum ``solver_type`` turned into the string ``type``
-    (Caffe's UpgradeSolverAsNeeded), in place; returns it. Giving both is an error."""
+    (Caffe's UpgradeSolverAsNeeded), in place; returns it. Giving both is an error. The one
+    upgrade entry point for solvers: ``solvers.params.read_solver_param`` applies it once to
+    each solver file read, ``Solver`` to a SolverParameter it is given."""
     if not solver_needs_upgrade(param):
         return param
     if param.HasField('type'):
@@ -411,7 +467,7 @@ def upgrade_solver_param(param, source='<SolverParameter>'):
                              f'(enum) and type (string) fields cannot both be given')
     name = pb.SolverParameter.SolverType.Name(param.solver_type)
     _warn(f"Attempting to upgrade input file specified using deprecated 'solver_type' field "
-          f"(enum): {source} (solver_type: {name} -> type: \"{SOLVER_TYPES[name]}\")")
-    param.type = SOLVER_TYPES[name]
+          f"(enum): {source} (solver_type: {name} -> type: \"{solver_type(param)}\")")
+    param.type = solver_type(param)
     param.ClearField('solver_type')
     return param

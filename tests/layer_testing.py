@@ -1,15 +1,23 @@
-"""Helpers shared by the layer tests: a layer from its prototxt text, a Blob from an array."""
+"""Helpers shared by the layer tests: a layer from its prototxt text, Blobs from arrays, and the
+layer's set-up (``Layer.set_up``: blob counts, setup, reshape) and forward on them."""
 import numpy as np
 from google.protobuf import text_format
 
+from caffelite import backend
 from caffelite.blob import Blob
 from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
 
 
-def make(text, phase=pb.TRAIN, dtype=np.float64):
-    """The layer described by LayerParameter ``text`` (float64 by default, for gradient checks)."""
-    return create_layer(text_format.Parse(text, pb.LayerParameter()), phase, dtype=dtype)
+def make(text, phase=pb.TRAIN, dtype=np.float64, **attrs):
+    """The layer described by LayerParameter ``text`` (float64 by default, for gradient
+    checks); ``attrs`` are set on it (e.g. ``source_dir``, ``prefetch_depth``)."""
+    if not isinstance(text, pb.LayerParameter):
+        text = text_format.Parse(text, pb.LayerParameter())
+    layer = create_layer(text, phase, dtype=dtype)
+    for name, value in attrs.items():
+        setattr(layer, name, value)
+    return layer
 
 
 def blob(array, dtype=np.float64):
@@ -18,3 +26,27 @@ def blob(array, dtype=np.float64):
     b = Blob(array.shape, dtype)
     b.data[...] = array
     return b
+
+
+def tops(n=1, dtype=np.float64):
+    """``n`` empty top Blobs of ``dtype`` (the layer's reshape sizes them)."""
+    return [Blob((), dtype) for _ in range(n)]
+
+
+def forward_once(layer, bottom, top):
+    """``layer.set_up`` then one forward on the given blobs; returns ``top``."""
+    layer.set_up(bottom, top)
+    layer.forward(bottom, top)
+    return top
+
+
+def data_layer(text, phase=pb.TRAIN, dtype=np.float32, seed=1701, **attrs):
+    """A data layer from ``text`` (``attrs`` set on it, as in :func:`make`), set up with one top
+    Blob per ``top`` in its prototxt after seeding the random stream (unless ``seed`` is None);
+    returns (layer, top)."""
+    layer = make(text, phase, dtype, **attrs)
+    if seed is not None:
+        backend.set_random_seed(seed)
+    top = tops(len(layer.layer_param.top), dtype)
+    layer.set_up([], top)
+    return layer, top

@@ -29,6 +29,14 @@ def param(text):
     return text_format.Parse(text, pb.FillerParameter())
 
 
+def test_blob_count_is_an_int_and_count_axes_is_caffes_count_start_end():
+    b = Blob((2, 3, 4, 5))
+    assert b.count == 120 and isinstance(b.count, int)
+    assert (b.count_axes(1), b.count_axes(1, 3), b.count_axes(0, 0), b.count_axes(4)) == \
+        (60, 12, 1, 1)
+    assert Blob(()).count == 1
+
+
 def test_fillers_follow_caffes_formulas():
     backend.set_random_seed(3)
     shape = (64, 32, 3, 3)                 # fan_in 288, fan_out 576

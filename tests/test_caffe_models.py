@@ -388,6 +388,7 @@ def test_linreg_with_a_python_loss_layer(fx):
     assert np.abs(net.params['ipy'][0].diff).sum() > 0
 
 
+@pytest.mark.slow
 def test_pascal_multilabel_with_a_python_data_layer(fx):
     net = build('pascal_multilabel_train.prototxt', TRAIN, fx, batch=1)
     assert net.blobs['data'].shape == (1, 3, 227, 227)
@@ -410,6 +411,7 @@ def test_feature_extraction_imagenet_val_image_data(fx):
     assert net.blobs['label'].data[0] == 3
 
 
+@pytest.mark.slow
 def test_finetune_flickr_style(fx):
     name = 'finetune_flickr_style_train_val.prototxt'
     net = build(name, TEST, fx, batch=1, mean=fx.imagenet_mean)
@@ -475,6 +477,7 @@ def test_deploy_nets(fx, name, output, shape):
 GOOGLENET_LOSSES = ['loss1/loss1', 'loss2/loss2', 'loss3/loss3']
 
 
+@pytest.mark.slow
 def test_googlenet_train_val(fx):
     name = 'bvlc_googlenet_train_val.prototxt'
     net = build(name, TEST, fx, batch=1, lmdb=fx.imagenet_lmdb)
@@ -525,6 +528,7 @@ def test_fcn_style_deconvolution_and_crop(fx):
     assert shapes(out) == {'prob': (1, 21, 64, 64)}
 
 
+@pytest.mark.slow
 def test_resnet_style_batchnorm_scale_eltwise(fx):
     name = 'resnet_style_train_val.prototxt'
     net = build(name, TRAIN, fx, batch=2)
@@ -586,6 +590,7 @@ def test_every_solver_file_is_covered():
 
 # lenet_consolidated_solver's V1 loss layers have no top: Caffe (and the Net) give them an
 # anonymous "(automatic)" one (Layer::AutoTopBlobs).
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(SOLVERS))
 def test_solver(fx, tmp_path, name):
     kind, num_test_nets, (lmdb, mean), step = SOLVERS[name]

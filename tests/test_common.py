@@ -3,21 +3,15 @@ Caffe's shape rules and errors, and float64 finite-difference gradient checks.""
 import numpy as np
 import pytest
 
-from caffelite.blob import Blob
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
 from caffelite.proto import caffelite_pb2 as pb
-from layer_testing import blob, make
+from layer_testing import blob, forward_once, make, tops
 
 
 def run(layer, bottom, ntop=1):
-    """setup + reshape + forward; returns the top blobs."""
-    top = [Blob((), np.float64) for _ in range(ntop)]
-    layer.check_blob_counts(bottom, top)
-    layer.setup(bottom, top)
-    layer.reshape(bottom, top)
-    layer.forward(bottom, top)
-    return top
+    """set_up + forward on ``ntop`` fresh tops; returns the top blobs."""
+    return forward_once(layer, bottom, tops(ntop))
 
 
 def rand(*shape, seed=0):
@@ -56,19 +50,29 @@ def test_inner_product_axis2_transpose_no_bias_forward_and_gradient():
     assert w.shape == (4, 3)  # K x N when transposed
     assert top[0].shape == (2, 3, 3)
     np.testing.assert_allclose(top[0].data, np.einsum('abk,kn->abn', x, w), rtol=1e-12)
-    check_layer_gradient(make(text), [blob(x)], [Blob((), np.float64)])
+    check_layer_gradient(make(text), [blob(x)], tops())
 
 
 def test_inner_product_gradient_with_bias():
     text = (f'type: "InnerProduct" inner_product_param {{ num_output: 4 '
             f'weight_filler {{ {GAUSS} }} bias_filler {{ {GAUSS} }} }}')
-    check_layer_gradient(make(text), [blob(rand(3, 2, 2, seed=1))], [Blob((), np.float64)])
+    check_layer_gradient(make(text), [blob(rand(3, 2, 2, seed=1))], tops())
+
+
+def test_set_up_checks_blob_counts_then_sets_up_and_sizes_the_tops():
+    layer = make('type: "InnerProduct" inner_product_param { num_output: 2 }')
+    with pytest.raises(LayerError, match='takes exactly 1 bottom blob'):
+        layer.set_up([blob(rand(2, 6)), blob(rand(2, 6))], tops())
+    assert not layer.blobs                                    # setup did not run
+    top = tops()
+    layer.set_up([blob(rand(3, 6))], top)
+    assert [b.shape for b in layer.blobs] == [(2, 6), (2,)] and top[0].shape == (3, 2)
 
 
 def test_inner_product_default_filler_is_zero_and_input_size_checked():
     layer = make('type: "InnerProduct" inner_product_param { num_output: 2 }')
-    bottom, top = [blob(rand(2, 6))], [Blob((), np.float64)]
-    layer.setup(bottom, top)
+    bottom, top = [blob(rand(2, 6))], tops()
+    layer.set_up(bottom, top)
     assert not layer.blobs[0].data.any() and not layer.blobs[1].data.any()
     bottom[0].reshape(2, 5)
     with pytest.raises(LayerError, match='incompatible'):
@@ -92,7 +96,7 @@ def test_embed_forward():
 
 def test_embed_weight_gradient_with_repeated_indices():
     idx = np.array([1, 3, 1, 1, 0, 3], dtype=np.float64)
-    check_layer_gradient(make(EMBED), [blob(idx)], [Blob((), np.float64)], check_bottom=[])
+    check_layer_gradient(make(EMBED), [blob(idx)], tops(), check_bottom=[])
     # And the accumulated rows explicitly.
     layer = make(EMBED)
     top = run(layer, [blob(idx)])
@@ -150,20 +154,20 @@ def test_concat_errors():
 def test_concat_gradient():
     check_layer_gradient(make('type: "Concat" concat_param { axis: 2 }'),
                          [blob(rand(2, 2, 3)), blob(rand(2, 2, 1, seed=1)),
-                          blob(rand(2, 2, 2, seed=2))], [Blob((), np.float64)])
+                          blob(rand(2, 2, 2, seed=2))], tops())
 
 
 def test_slice_points_and_equal_split():
     x = rand(2, 6, 3)
-    tops = run(make('type: "Slice" slice_param { axis: 1 slice_point: 1 slice_point: 4 }'),
+    pieces = run(make('type: "Slice" slice_param { axis: 1 slice_point: 1 slice_point: 4 }'),
                [blob(x)], ntop=3)
-    for t, ref in zip(tops, np.split(x, [1, 4], axis=1)):
+    for t, ref in zip(pieces, np.split(x, [1, 4], axis=1)):
         np.testing.assert_array_equal(t.data, ref)
-    tops = run(make('type: "Slice" slice_param { axis: -1 }'), [blob(x)], ntop=3)
-    for t, ref in zip(tops, np.split(x, 3, axis=2)):
+    pieces = run(make('type: "Slice" slice_param { axis: -1 }'), [blob(x)], ntop=3)
+    for t, ref in zip(pieces, np.split(x, 3, axis=2)):
         np.testing.assert_array_equal(t.data, ref)
-    tops = run(make('type: "Slice" slice_param { slice_dim: 0 }'), [blob(x)], ntop=2)
-    np.testing.assert_array_equal(tops[1].data, x[1:])
+    pieces = run(make('type: "Slice" slice_param { slice_dim: 0 }'), [blob(x)], ntop=2)
+    np.testing.assert_array_equal(pieces[1].data, x[1:])
 
 
 def test_slice_errors():
@@ -178,15 +182,15 @@ def test_slice_errors():
 
 def test_slice_concat_round_trip():
     x = rand(3, 7, 2)
-    tops = run(make('type: "Slice" slice_param { axis: 1 slice_point: 2 slice_point: 3 }'),
+    pieces = run(make('type: "Slice" slice_param { axis: 1 slice_point: 2 slice_point: 3 }'),
                [blob(x)], ntop=3)
-    back = run(make('type: "Concat" concat_param { axis: 1 }'), tops)
+    back = run(make('type: "Concat" concat_param { axis: 1 }'), pieces)
     np.testing.assert_array_equal(back[0].data, x)
 
 
 def test_slice_gradient():
     check_layer_gradient(make('type: "Slice" slice_param { axis: 0 slice_point: 1 }'),
-                         [blob(rand(3, 2, 2))], [Blob((), np.float64), Blob((), np.float64)])
+                         [blob(rand(3, 2, 2))], tops(2))
 
 
 # -- Flatten / Reshape ------------------------------------------------------------------------
@@ -199,7 +203,7 @@ def test_flatten_shapes_and_gradient():
     top = run(make('type: "Flatten" flatten_param { axis: -2 }'), [blob(x)])
     assert top[0].shape == (2, 3, 20)
     check_layer_gradient(make('type: "Flatten" flatten_param { axis: 0 end_axis: 1 }'),
-                         [blob(rand(2, 3, 2))], [Blob((), np.float64)])
+                         [blob(rand(2, 3, 2))], tops())
     b = blob(x)
     with pytest.raises(LayerError, match='in-place'):
         make('type: "Flatten"').reshape([b], [b])
@@ -258,7 +262,7 @@ def test_reshape_errors_and_gradient():
     with pytest.raises(LayerError, match='out of range'):
         reshaped('shape { dim: 16 } axis: 3', (2, 8))
     check_layer_gradient(make('type: "Reshape" reshape_param { shape { dim: -1 dim: 3 } }'),
-                         [blob(rand(2, 3, 2))], [Blob((), np.float64)])
+                         [blob(rand(2, 3, 2))], tops())
 
 
 # -- Eltwise ----------------------------------------------------------------------------------
@@ -267,7 +271,7 @@ def test_eltwise_sum_with_coeffs():
     text = 'type: "Eltwise" eltwise_param { operation: SUM coeff: 1 coeff: -0.5 coeff: 2 }'
     top = run(make(text), [blob(x) for x in xs])
     np.testing.assert_allclose(top[0].data, xs[0] - 0.5 * xs[1] + 2 * xs[2], rtol=1e-12)
-    check_layer_gradient(make(text), [blob(x) for x in xs], [Blob((), np.float64)])
+    check_layer_gradient(make(text), [blob(x) for x in xs], tops())
     top = run(make('type: "Eltwise"'), [blob(x) for x in xs[:2]])
     np.testing.assert_allclose(top[0].data, xs[0] + xs[1])
 
@@ -278,14 +282,14 @@ def test_eltwise_prod(stable):
     text = f'type: "Eltwise" eltwise_param {{ operation: PROD stable_prod_grad: {stable} }}'
     top = run(make(text), [blob(x) for x in xs])
     np.testing.assert_allclose(top[0].data, xs[0] * xs[1] * xs[2], rtol=1e-12)
-    check_layer_gradient(make(text), [blob(x) for x in xs], [Blob((), np.float64)])
+    check_layer_gradient(make(text), [blob(x) for x in xs], tops())
 
 
 def test_eltwise_prod_stable_gradient_with_zero_input():
     xs = [rand(2, 3), rand(2, 3, seed=1)]
     xs[0][0, 0] = 0.0
     check_layer_gradient(make('type: "Eltwise" eltwise_param { operation: PROD }'),
-                         [blob(x) for x in xs], [Blob((), np.float64)])
+                         [blob(x) for x in xs], tops())
 
 
 def test_eltwise_max_forward_ties_and_gradient():
@@ -302,7 +306,7 @@ def test_eltwise_max_forward_ties_and_gradient():
     np.testing.assert_array_equal(bottom[2].diff, [[0., 0., 30.]])
     values = distinct((3, 2, 4))
     check_layer_gradient(make('type: "Eltwise" eltwise_param { operation: MAX }'),
-                         [blob(v) for v in values], [Blob((), np.float64)])
+                         [blob(v) for v in values], tops())
 
 
 def test_eltwise_errors():
@@ -340,7 +344,7 @@ def test_bias_one_bottom_forward_and_gradient(axis, num_axes, shape):
     a = axis % 3 if shape else 0
     expected = x + b.reshape((1,) * a + shape + (1,) * (3 - a - len(shape)))
     np.testing.assert_allclose(top[0].data, expected, rtol=1e-12)
-    check_layer_gradient(make(text), [blob(x)], [Blob((), np.float64)])
+    check_layer_gradient(make(text), [blob(x)], tops())
 
 
 def test_bias_default_filler_zero_and_two_bottom_form():
@@ -352,10 +356,10 @@ def test_bias_default_filler_zero_and_two_bottom_form():
     top = run(layer, [blob(x), blob(b)])
     assert layer.blobs == []
     np.testing.assert_allclose(top[0].data, x + b)
-    check_layer_gradient(make('type: "Bias"'), [blob(x), blob(b)], [Blob((), np.float64)])
+    check_layer_gradient(make('type: "Bias"'), [blob(x), blob(b)], tops())
     # a scalar second bottom broadcasts over everything
     check_layer_gradient(make('type: "Bias"'), [blob(x), blob(np.array(0.5))],
-                         [Blob((), np.float64)])
+                         tops())
 
 
 def test_bias_in_place_gradient():
@@ -372,7 +376,7 @@ def test_scale_one_bottom_with_bias():
     s, b = layer.blobs[0].data, layer.blobs[1].data
     assert s.shape == b.shape == (3, 4)
     np.testing.assert_allclose(top[0].data, x * s + b, rtol=1e-12)
-    check_layer_gradient(make(text), [blob(x)], [Blob((), np.float64)])
+    check_layer_gradient(make(text), [blob(x)], tops())
 
 
 def test_scale_default_filler_is_one():
@@ -390,9 +394,9 @@ def test_scale_two_bottom_form_with_bias():
     top = run(layer, [blob(x), blob(s)])
     assert len(layer.blobs) == 1 and layer.blobs[0].shape == (2, 3)
     np.testing.assert_allclose(top[0].data, x * s[..., None] + layer.blobs[0].data[..., None])
-    check_layer_gradient(make(text), [blob(x), blob(s)], [Blob((), np.float64)])
+    check_layer_gradient(make(text), [blob(x), blob(s)], tops())
     check_layer_gradient(make('type: "Scale"'), [blob(x), blob(np.array(1.5))],
-                         [Blob((), np.float64)])
+                         tops())
 
 
 def test_scale_in_place_gradient():
@@ -416,7 +420,7 @@ def test_tile_forward_and_gradient():
     top = run(make('type: "Tile" tile_param { axis: -1 tiles: 2 }'), [blob(x)])
     np.testing.assert_array_equal(top[0].data, np.tile(x, (1, 1, 2)))
     check_layer_gradient(make('type: "Tile" tile_param { axis: 1 tiles: 3 }'), [blob(x)],
-                         [Blob((), np.float64)])
+                         tops())
     with pytest.raises(LayerError, match='tiles'):
         run(make('type: "Tile"'), [blob(x)])
 
@@ -434,7 +438,7 @@ def test_reduction(op, ref, axis):
     assert top[0].shape == x.shape[:a]
     np.testing.assert_allclose(top[0].data, -1.5 * ref(x.reshape(x.shape[:a] + (-1,))),
                                rtol=1e-6)
-    check_layer_gradient(make(text), [blob(x)], [Blob((), np.float64)])
+    check_layer_gradient(make(text), [blob(x)], tops())
 
 
 def test_crop_forward_offsets_and_gradient():
@@ -446,7 +450,7 @@ def test_crop_forward_offsets_and_gradient():
     top = run(make('type: "Crop"'), [blob(x), blob(ref)])
     np.testing.assert_array_equal(top[0].data, x[:, :, :3, :2])
     check_layer_gradient(make('type: "Crop" crop_param { offset: 1 }'),
-                         [blob(rand(1, 2, 4, 4)), blob(ref)], [Blob((), np.float64)])
+                         [blob(rand(1, 2, 4, 4)), blob(ref)], tops())
     with pytest.raises(LayerError, match='out-of-bounds'):
         run(make('type: "Crop" crop_param { offset: 3 }'), [blob(x), blob(ref)])
     with pytest.raises(LayerError, match='number of offset'):
@@ -496,7 +500,7 @@ def test_batch_reindex():
     top = run(layer, [blob(x), blob(idx)])
     np.testing.assert_array_equal(top[0].data, x[[3, 0, 3, 1, 3]])
     check_layer_gradient(make('type: "BatchReindex"'), [blob(x), blob(idx)],
-                         [Blob((), np.float64)], check_bottom=[0])
+                         tops(), check_bottom=[0])
     with pytest.raises(LayerError, match='4.0'):
         run(make('type: "BatchReindex"'), [blob(x), blob([4.])])
     with pytest.raises(LayerError, match='1-D'):
@@ -512,11 +516,11 @@ def test_filter():
     a, b = rand(4, 3), rand(4, 2, 2, seed=1)
     selector = np.array([[1.], [0.], [0.], [2.]])
     layer = make('type: "Filter"')
-    tops = run(layer, [blob(a), blob(b), blob(selector)], ntop=2)
-    np.testing.assert_array_equal(tops[0].data, a[[0, 3]])
-    np.testing.assert_array_equal(tops[1].data, b[[0, 3]])
+    pieces = run(layer, [blob(a), blob(b), blob(selector)], ntop=2)
+    np.testing.assert_array_equal(pieces[0].data, a[[0, 3]])
+    np.testing.assert_array_equal(pieces[1].data, b[[0, 3]])
     check_layer_gradient(make('type: "Filter"'), [blob(a), blob(b), blob(selector)],
-                         [Blob((), np.float64), Blob((), np.float64)], check_bottom=[0, 1])
+                         tops(2), check_bottom=[0, 1])
     assert not layer.allow_force_backward(2) and layer.allow_force_backward(0)
     with pytest.raises(LayerError, match='singletons'):
         run(make('type: "Filter"'), [blob(a), blob(np.ones((4, 2)))])
@@ -532,7 +536,7 @@ def test_parameter_layer():
     layer.forward([], top)
     np.testing.assert_array_equal(top[0].data, layer.blobs[0].data)
     check_layer_gradient(make('type: "Parameter" parameter_param { shape { dim: 3 } }'), [],
-                         [Blob((), np.float64)])
+                         tops())
     top[0].diff[...] = 1
     layer.backward(top, [], [])
     layer.backward(top, [], [])

@@ -12,22 +12,16 @@ from caffelite import backend
 from caffelite.data import prefetch
 from caffelite.blob import Blob
 from caffelite.errors import LayerError
-from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
+import layer_testing
 
 LRCN = Path(__file__).resolve().parents[2] / 'shared' / 'reference' / 'lrcn'
 
 
 def make(text, phase=pb.TRAIN, source_dir=None, depth=None, seed=1701):
-    layer = create_layer(text_format.Parse(text, pb.LayerParameter()), phase)
-    if source_dir is not None:
-        layer.source_dir = str(source_dir)
-    layer.prefetch_depth = depth
-    backend.set_random_seed(seed)
-    top = [Blob() for _ in layer.layer_param.top]
-    layer.check_blob_counts([], top)
-    layer.setup([], top)
-    return layer, top
+    """A data layer set up on its tops (layer_testing.data_layer); returns (layer, top)."""
+    attrs = {} if source_dir is None else {'source_dir': str(source_dir)}
+    return layer_testing.data_layer(text, phase, seed=seed, prefetch_depth=depth, **attrs)
 
 
 def batches(layer, top, n):
@@ -143,12 +137,9 @@ def test_hdf5_workers_read_alternate_batches_at_train(h5_files):
     batches, so that time-major streams stay whole)."""
     seen = {}
     for rank in (0, 1):
-        lp = text_format.Parse(HDF5.format(src=h5_files / 'h5list.txt', bs=3, extra=''),
-                               pb.LayerParameter())
-        layer = create_layer(lp, pb.TRAIN)
-        layer.solver_rank, layer.solver_count, layer.prefetch_depth = rank, 2, 0
-        top = [Blob(), Blob()]
-        layer.setup([], top)
+        layer, top = layer_testing.data_layer(
+            HDF5.format(src=h5_files / 'h5list.txt', bs=3, extra=''), solver_rank=rank,
+            solver_count=2, prefetch_depth=0, seed=None)
         seen[rank] = [b[1].tolist() for b in batches(layer, top, 2)]
     stream = [0, 1, 2, 3, 4, 100, 101, 102] * 2
     assert seen[0] == [stream[0:3], stream[6:9]]
@@ -175,11 +166,11 @@ def test_data_layers_in_a_net_resolve_sources_beside_the_prototxt(h5_files, tmp_
 
 def test_hdf5_output_appends_data_and_label(tmp_path):
     out = tmp_path / 'out.h5'
-    layer = create_layer(text_format.Parse(
+    layer = layer_testing.make(
         'type: "HDF5Output" bottom: "d" bottom: "l" hdf5_output_param { file_name: "%s" }'
-        % out, pb.LayerParameter()))
+        % out, dtype=np.float32)
     d, lab = Blob((2, 3)), Blob((2,))
-    layer.setup([d, lab], [])
+    layer.set_up([d, lab], [])
     for k in range(2):
         d.data[...] = np.arange(6).reshape(2, 3) + 10 * k
         lab.data[...] = [k, k + 1]
@@ -417,11 +408,8 @@ def _phase_layers(path, phase, stages=()):
 
 
 def _setup(lp, phase, source_dir):
-    layer = create_layer(lp, phase)
-    layer.source_dir = str(source_dir)
-    layer.prefetch_depth = 0
-    top = [Blob() for _ in lp.top]
-    layer.setup([], top)
+    layer, top = layer_testing.data_layer(lp, phase, source_dir=str(source_dir),
+                                          prefetch_depth=0, seed=None)
     layer.forward([], top)
     return layer, top
 

@@ -4,17 +4,15 @@ import io
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 from PIL import Image
 
-from caffelite import Net, backend
-from caffelite.blob import Blob
+from caffelite import Net
 from caffelite.errors import CaffeliteError, LayerError
 from caffelite.io import array_to_datum, write_mean_binaryproto
-from caffelite.layers import create_layer
 from caffelite.data.datum import datum_to_image
 from caffelite.data.images import decode_image as decode_image_bytes, encode_image
 from caffelite.proto import caffelite_pb2 as pb
+import layer_testing
 
 RNG = np.random.default_rng(11)
 IMAGES = RNG.integers(0, 256, size=(5, 3, 4, 6), dtype=np.uint8)
@@ -37,15 +35,8 @@ def raw_db(tmp_path, images=IMAGES, labels=LABELS, name='raw_lmdb'):
 
 
 def make(text, phase=pb.TRAIN, seed=1701, depth=0, **attrs):
-    layer = create_layer(text_format.Parse(text, pb.LayerParameter()), phase, np.float64)
-    layer.prefetch_depth = depth
-    for name, value in attrs.items():
-        setattr(layer, name, value)
-    backend.set_random_seed(seed)
-    top = [Blob((), np.float64) for _ in layer.layer_param.top]
-    layer.check_blob_counts([], top)
-    layer.setup([], top)
-    return layer, top
+    """A float64 data layer set up on its tops (layer_testing.data_layer); (layer, top)."""
+    return layer_testing.data_layer(text, phase, np.float64, seed, prefetch_depth=depth, **attrs)
 
 
 def batches(layer, top, n):

@@ -5,11 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from caffelite.blob import Blob
 from caffelite.errors import CaffeliteError, LayerError
 from caffelite.gradient_check import check_layer_gradient
 from caffelite.proto import caffelite_pb2 as pb
-from layer_testing import blob, make
+from layer_testing import blob, forward_once, make, tops
 
 LN2 = math.log(2.0)
 
@@ -17,12 +16,7 @@ LN2 = math.log(2.0)
 def run(layer, bottoms, num_top=1):
     """Setup + forward on fresh blobs; returns (bottom blobs, top blobs)."""
     bottom = [blob(b) for b in bottoms]
-    top = [Blob((), np.float64) for _ in range(num_top)]
-    layer.check_blob_counts(bottom, top)
-    layer.setup(bottom, top)
-    layer.reshape(bottom, top)
-    layer.forward(bottom, top)
-    return bottom, top
+    return bottom, forward_once(layer, bottom, tops(num_top))
 
 
 def loss_of(text, bottoms):
@@ -40,8 +34,7 @@ def backward(layer, bottom, top, loss_weight=1.0, propagate=None):
 def gradcheck(text, bottoms, check_bottom=(0,), num_top=1, **kw):
     layer = make(text)
     bottom = [blob(b) for b in bottoms]
-    top = [Blob((), np.float64) for _ in range(num_top)]
-    check_layer_gradient(layer, bottom, top, check_bottom=list(check_bottom), **kw)
+    check_layer_gradient(layer, bottom, tops(num_top), check_bottom=list(check_bottom), **kw)
 
 
 def np_softmax(x, axis):

@@ -140,6 +140,7 @@ def test_deploy_nets_reproduce_the_training_net(tiny):
                                    rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_full_caffenet_variant_builds_and_runs():
     """prototxt/lrcn_full_caffenet.prototxt (CaffeNet 227x227, 1000-unit LSTMs, 8801 ids) with
     its data layers replaced by Input layers of N = 2 images and T = 2 steps."""

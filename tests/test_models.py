@@ -3,6 +3,7 @@ Caffe's parameter shapes, and survives a .caffemodel round trip."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import caffelite as caffe
 from caffelite.prototxt import read_prototxt
@@ -11,6 +12,7 @@ from caffelite.proto import caffelite_pb2 as pb
 PROTOTXT = Path(__file__).resolve().parents[1] / 'prototxt'
 
 
+@pytest.mark.slow
 def test_caffenet_deploy_builds_runs_and_round_trips(tmp_path):
     caffe.set_random_seed(0)
     net = caffe.Net(str(PROTOTXT / 'caffenet_deploy.prototxt'), caffe.TEST)

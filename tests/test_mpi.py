@@ -19,11 +19,10 @@ import pytest
 from google.protobuf import text_format
 
 from caffelite import parallel
-from caffelite.blob import Blob
-from caffelite.layers import create_layer
 from caffelite.parallel.mpi import first_use_by_blob, make_buckets, worker_solver_param
 from caffelite.proto import caffelite_pb2 as pb
 from caffelite.worker import WorkerContext, current, using
+import layer_testing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HARNESS = os.path.join(REPO, 'tests', 'mpi_harness.py')
@@ -148,11 +147,7 @@ def hdf5_layer(folder, batch, shuffle=False):
     text = (f'name: "data" type: "HDF5Data" top: "data" top: "label" hdf5_data_param '
             f'{{ source: "{folder / "train.txt"}" batch_size: {batch} '
             f'{"shuffle: true" if shuffle else ""} }}')
-    layer = create_layer(text_format.Parse(text, pb.LayerParameter()), pb.TRAIN)
-    layer.prefetch_depth = 0
-    top = [Blob(), Blob()]
-    layer.setup([], top)
-    return layer, top
+    return layer_testing.data_layer(text, seed=None, prefetch_depth=0)
 
 
 def read_ids(layer, top, steps):
@@ -194,16 +189,13 @@ def test_assigned_rank_overrides_the_context_and_test_phase_reads_everything(wor
     with using(WorkerContext(1, 3)):
         lp = text_format.Parse('name: "d" type: "Data" top: "data" data_param { source: "x" '
                                'batch_size: 1 }', pb.LayerParameter())
-        data = create_layer(lp, pb.TRAIN)
+        data = layer_testing.make(lp, dtype=np.float32)
         assert (data.solver_rank, data.solver_count) == (1, 3)   # Data reads the context too
         data.solver_rank = 2
-        assert data.solver_rank == 2 and create_layer(lp).solver_rank == 1
+        assert data.solver_rank == 2 and layer_testing.make(lp).solver_rank == 1
         text = (f'name: "t" type: "HDF5Data" top: "data" top: "label" hdf5_data_param '
                 f'{{ source: "{workdir / "train.txt"}" batch_size: 4 }}')
-        layer = create_layer(text_format.Parse(text, pb.LayerParameter()), pb.TEST)
-        layer.prefetch_depth = 0
-        top = [Blob(), Blob()]
-        layer.setup([], top)
+        layer, top = layer_testing.data_layer(text, pb.TEST, seed=None, prefetch_depth=0)
         assert read_ids(layer, top, 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
@@ -274,7 +266,7 @@ def test_data_layers_that_do_not_deal_are_refused():
     from caffelite.parallel.mpi import check_data_layers
 
     def layer(text):
-        return create_layer(text_format.Parse(text, pb.LayerParameter()), pb.TRAIN)
+        return layer_testing.make(text, dtype=np.float32)
     window = layer('name: "win" type: "WindowData" top: "data" top: "label" '
                    'window_data_param { source: "windows.txt" batch_size: 2 }')
     dealing = layer('name: "h5" type: "HDF5Data" top: "x" hdf5_data_param { source: "a" '
@@ -313,6 +305,7 @@ def test_abort_on_error_names_the_rank_and_aborts(monkeypatch, capsys):
 
 # -- over MPI -----------------------------------------------------------------------------------
 
+@pytest.mark.mpi
 def test_two_workers_at_batch_b_train_like_one_at_2b(workdir):
     """SGD with momentum, weight decay and a step lr, 6 iterations over 2 files; one bucket
     per parameter blob, reduced during backward. Also: the replicas stay identical, the
@@ -351,6 +344,7 @@ def test_two_workers_at_batch_b_train_like_one_at_2b(workdir):
     assert_params_close(from_k2, from_k1)
 
 
+@pytest.mark.mpi
 def test_iter_size_accumulates_before_the_reduction(workdir):
     """iter_size 2: only the last forward/backward pass of an iteration reduces."""
     two = make_solver(workdir, 'k2', batch=2, iter_size=2, max_iter=4)
@@ -361,6 +355,7 @@ def test_iter_size_accumulates_before_the_reduction(workdir):
     assert_params_close(load_dump('k2', 0)[0], train_one_worker(one)[0])
 
 
+@pytest.mark.mpi
 def test_a_k1_snapshot_resumes_with_two_workers(workdir):
     train_one_worker(make_solver(workdir, 'first', batch=4, max_iter=4))
     one = make_solver(workdir, 'k1', batch=4, max_iter=6)
@@ -376,6 +371,7 @@ def test_a_k1_snapshot_resumes_with_two_workers(workdir):
         one, snapshot=workdir / 'first_snap_iter_4.solverstate')[0])
 
 
+@pytest.mark.mpi
 def test_a_raising_worker_ends_the_run_naming_its_rank(workdir):
     two = make_solver(workdir, 'k2', batch=2, max_iter=50)
     done, seconds = launch(workdir, '--solver', two, '--fail-at', '1:3')
@@ -388,6 +384,7 @@ def test_a_raising_worker_ends_the_run_naming_its_rank(workdir):
     assert train_one_worker(one, snapshot=workdir / 'k2_snap_iter_2.solverstate')[2].iter == 4
 
 
+@pytest.mark.mpi
 def test_a_killed_worker_ends_the_run_and_its_pid_maps_to_its_rank(workdir):
     two = make_solver(workdir, 'k2', batch=2, max_iter=50)
     done, seconds = launch(workdir, '--solver', two, '--kill-at', '1:2')
@@ -414,18 +411,14 @@ def test_lrcn_image_and_caption_batches_stay_paired_on_every_worker(tmp_path):
     (tmp_path / 'captions.txt').write_text(str(tmp_path / 'captions.h5') + '\n')
     for rank in (0, 1):
         with using(WorkerContext(rank, 2, shared_seed=5)):
-            image = create_layer(text_format.Parse(
+            image, image_top = layer_testing.data_layer(
                 f'name: "img" type: "ImageData" top: "data" top: "label" image_data_param '
                 f'{{ source: "{tmp_path / "images.txt"}" root_folder: "{tmp_path}/" '
-                f'batch_size: {N} }}', pb.LayerParameter()), pb.TRAIN)
-            caption = create_layer(text_format.Parse(
+                f'batch_size: {N} }}', seed=None, prefetch_depth=0)
+            caption, caption_top = layer_testing.data_layer(
                 f'name: "cap" type: "HDF5Data" top: "input_sentence" hdf5_data_param '
-                f'{{ source: "{tmp_path / "captions.txt"}" batch_size: {T} }}',
-                pb.LayerParameter()), pb.TRAIN)
-            image_top, caption_top = [Blob(), Blob()], [Blob()]
-            for layer, top in ((image, image_top), (caption, caption_top)):
-                layer.prefetch_depth = 0
-                layer.setup([], top)
+                f'{{ source: "{tmp_path / "captions.txt"}" batch_size: {T} }}', seed=None,
+                prefetch_depth=0)
         for step in range(4):                      # wraps around the 5 batches
             image.forward([], image_top)
             caption.forward([], caption_top)
@@ -443,6 +436,7 @@ def _gpu_count():
         return 0
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(_gpu_count() < 2, reason='NCCL training needs CuPy and at least 2 GPUs')
 def test_nccl_two_gpus_train_like_one_gpu_at_twice_the_batch(workdir):
     single = make_solver(workdir, 'single', batch=4)

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 
 from caffelite import backend
-from caffelite.blob import Blob
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
 from caffelite.proto import caffelite_pb2 as pb
-from layer_testing import blob, make
+from layer_testing import blob, forward_once, make, tops
 
 SHAPE = (2, 3, 4, 5)
 
@@ -22,18 +21,15 @@ def away_from_kinks(shape=SHAPE, seed=0, low=0.1, high=2.0):
 def run(layer, x, in_place=False):
     """Setup + forward; returns (bottom blob, top blob, top data copy)."""
     bottom = blob(x)
-    top = bottom if in_place else Blob((), np.float64)
-    layer.check_blob_counts([bottom], [top])
-    layer.setup([bottom], [top])
-    layer.reshape([bottom], [top])
-    layer.forward([bottom], [top])
+    top = bottom if in_place else tops()[0]
+    forward_once(layer, [bottom], [top])
     return bottom, top, top.data.copy()
 
 
 def gradcheck(text, x, in_place=False, phase=pb.TRAIN, **kw):
     layer = make(text, phase)
     bottom = blob(x)
-    top = bottom if in_place else Blob((), np.float64)
+    top = bottom if in_place else tops()[0]
     check_layer_gradient(layer, [bottom], [top], **kw)
     return layer
 
@@ -237,8 +233,8 @@ def test_prelu_defaults_shapes_and_forward():
 def test_prelu_per_channel_slopes():
     x = away_from_kinks(seed=8)
     layer = make('type: "PReLU"')
-    bottom, top = blob(x), Blob((), np.float64)
-    layer.setup([bottom], [top])
+    bottom, top = blob(x), tops()[0]
+    layer.set_up([bottom], [top])
     layer.blobs[0].data[...] = [0.5, -1.0, 2.0]
     layer.reshape([bottom], [top])
     layer.forward([bottom], [top])

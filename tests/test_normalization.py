@@ -4,12 +4,10 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from caffelite.blob import Blob
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
-from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
-from layer_testing import blob, make
+from layer_testing import blob, forward_once, make, tops
 
 
 def rand(*shape, seed=0):
@@ -17,11 +15,7 @@ def rand(*shape, seed=0):
 
 
 def run(layer, bottom):
-    top = [Blob((), np.float64)]
-    layer.setup(bottom, top)
-    layer.reshape(bottom, top)
-    layer.forward(bottom, top)
-    return top
+    return forward_once(layer, bottom, tops())
 
 
 def batch_norm_reference(x, eps=1e-5):
@@ -61,8 +55,8 @@ def test_batch_norm_global_stats_forward():
                         ('type: "BatchNorm" batch_norm_param { use_global_stats: true }',
                          pb.TRAIN)]:
         layer = make(text, phase)
-        bottom, top = [blob(x)], [Blob((), np.float64)]
-        layer.setup(bottom, top)
+        bottom, top = [blob(x)], tops()
+        layer.set_up(bottom, top)
         assert layer.use_global_stats
         for b, v in zip(layer.blobs, (mean * factor, var * factor, [factor])):
             b.data[...] = v
@@ -92,7 +86,7 @@ def test_batch_norm_train_gradient(shape):
     x = rand(*shape) * 1.5 + 0.5
     # The running statistics receive no gradient (and the output at TRAIN does not depend on
     # them), so the parameter check compares zeros with zeros.
-    check_layer_gradient(make('type: "BatchNorm"'), [blob(x)], [Blob((), np.float64)])
+    check_layer_gradient(make('type: "BatchNorm"'), [blob(x)], tops())
 
 
 def test_batch_norm_train_gradient_in_place():
@@ -102,8 +96,8 @@ def test_batch_norm_train_gradient_in_place():
 
 def test_batch_norm_global_stats_gradient():
     layer = make('type: "BatchNorm" batch_norm_param { use_global_stats: true }')
-    bottom, top = [blob(rand(3, 2, 2, 2))], [Blob((), np.float64)]
-    layer.setup(bottom, top)
+    bottom, top = [blob(rand(3, 2, 2, 2))], tops()
+    layer.set_up(bottom, top)
     for b, v in zip(layer.blobs, ([0.5, -1.], [2., 0.3], [1.7])):
         b.data[...] = v
     # Statistics are not learned: Caffe computes no gradient for them (check_params=False).
@@ -112,7 +106,7 @@ def test_batch_norm_global_stats_gradient():
 
 def test_batch_norm_statistics_are_not_learned():
     lp = text_format.Parse('type: "BatchNorm"', pb.LayerParameter())
-    layer = create_layer(lp, pb.TRAIN, dtype=np.float64)
+    layer = make(lp)
     run(layer, [blob(rand(2, 3))])
     assert [p.lr_mult for p in lp.param] == [0, 0, 0]
     bad = make('type: "BatchNorm" param { lr_mult: 0 } param { lr_mult: 1 }')
@@ -122,8 +116,8 @@ def test_batch_norm_statistics_are_not_learned():
 
 def test_batch_norm_channel_mismatch():
     layer = make('type: "BatchNorm"')
-    bottom, top = [blob(rand(2, 3))], [Blob((), np.float64)]
-    layer.setup(bottom, top)
+    bottom, top = [blob(rand(2, 3))], tops()
+    layer.set_up(bottom, top)
     bottom[0].reshape(2, 4)
     with pytest.raises(LayerError, match='channels'):
         layer.reshape(bottom, top)
@@ -164,12 +158,12 @@ def test_mvn_eps_is_added_to_the_std():
 def test_mvn_gradient(nv, ac):
     text = (f'type: "MVN" mvn_param {{ normalize_variance: {str(nv).lower()} '
             f'across_channels: {str(ac).lower()} }}')
-    check_layer_gradient(make(text), [blob(rand(2, 3, 2, 2) * 2 + 1)], [Blob((), np.float64)])
+    check_layer_gradient(make(text), [blob(rand(2, 3, 2, 2) * 2 + 1)], tops())
 
 
 def test_mvn_gradient_2d_and_in_place():
     check_layer_gradient(make('type: "MVN" mvn_param { across_channels: true }'),
-                         [blob(rand(3, 5))], [Blob((), np.float64)])
+                         [blob(rand(3, 5))], tops())
     b = blob(rand(2, 2, 3))
     check_layer_gradient(make('type: "MVN"'), [b], [b])
 

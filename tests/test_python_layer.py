@@ -12,8 +12,8 @@ import caffelite
 from caffelite.blob import Blob
 from caffelite.errors import CaffeliteError, LayerError
 from caffelite.gradient_check import check_layer_gradient
-from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
+from layer_testing import blob, data_layer, make, tops
 
 LRCN = Path(__file__).resolve().parents[2] / 'shared' / 'reference' / 'lrcn'
 _names = itertools.count()
@@ -96,24 +96,18 @@ def python_layer(module, layer, source_dir, param_str='', phase=pb.TRAIN, bottom
     bottom = 'bottom: "x" ' * bottoms
     text = (f'name: "py" type: "Python" {bottom}top: "y" '
             f'python_param {{ module: "{module}" layer: "{layer}" param_str: "{param_str}" }}')
-    lp = text_format.Parse(text, pb.LayerParameter())
-    layer_obj = create_layer(lp, phase, dtype=dtype)
-    layer_obj.source_dir = str(source_dir)
-    return layer_obj
+    return make(text, phase, dtype, source_dir=str(source_dir))
 
 
 def test_python_layer_from_the_prototxt_folder_with_gradient_check(module, tmp_path):
     layer = python_layer(module, 'ScaledSquare', tmp_path, param_str="{'offset': 0.5}",
                          phase=pb.TEST)
-    x = Blob((4, 3), np.float64)
-    x.data[...] = np.random.default_rng(0).normal(size=(4, 3))
-    y = Blob((), np.float64)
-    layer.setup([x], [y])
+    x, (y,) = blob(np.random.default_rng(0).normal(size=(4, 3))), tops()
+    layer.set_up([x], [y])
     assert type(layer).__name__ == 'ScaledSquare' and isinstance(layer, caffelite.Layer)
     assert layer.type == 'Python' and layer.param_str == "{'offset': 0.5}"
     assert layer.seen_phase == caffelite.TEST and layer.offset == 0.5
     assert layer.blobs[0].shape == (3,) and layer.blobs[0].dtype == np.float64
-    layer.reshape([x], [y])
     layer.forward([x], [y])
     np.testing.assert_allclose(y.data, np.arange(1, 4) * x.data ** 2 + 0.5)
     check_layer_gradient(layer, [x], [y], setup=False)
@@ -127,9 +121,8 @@ def test_python_layer_from_pythonpath(module, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     layer = python_layer(module, 'Counter', tmp_path.parent, bottoms=0)
     y = Blob()
-    layer.setup([], [y])
+    layer.set_up([], [y])
     assert layer.made_with == 'py' and layer.type == 'Python' and layer.phase == pb.TRAIN
-    layer.reshape([], [y])
     layer.set_start(10)
     layer.forward([], [y])
     assert y.shape == (2, 3) and (y.data == 11).all()
@@ -155,22 +148,22 @@ def test_python_layer_errors(module, tmp_path):
     y = Blob()
     with pytest.raises(LayerError, match=r'"no_such_module_xyz" not found on sys.path.*'
                                          + str(tmp_path)):
-        python_layer('no_such_module_xyz', 'X', tmp_path, bottoms=0).setup([], [y])
+        python_layer('no_such_module_xyz', 'X', tmp_path, bottoms=0).set_up([], [y])
     (tmp_path / 'broken_user_mod.py').write_text('import numpy\nimport not_installed_pkg_q\n')
     with pytest.raises(LayerError, match=r'"broken_user_mod" .*failed to import: '
                                          r'ModuleNotFoundError.*not_installed_pkg_q'):
-        python_layer('broken_user_mod', 'X', tmp_path, bottoms=0).setup([], [y])
+        python_layer('broken_user_mod', 'X', tmp_path, bottoms=0).set_up([], [y])
     sys.modules.pop('broken_user_mod', None)
     (tmp_path / 'syntax_user_mod.py').write_text('def f(:\n')
     with pytest.raises(LayerError, match=r'"syntax_user_mod" .*failed to import: SyntaxError'):
-        python_layer('syntax_user_mod', 'X', tmp_path, bottoms=0).setup([], [y])
+        python_layer('syntax_user_mod', 'X', tmp_path, bottoms=0).set_up([], [y])
     with pytest.raises(LayerError, match=r'has no class "Missing"'):
-        python_layer(module, 'Missing', tmp_path, bottoms=0).setup([], [y])
+        python_layer(module, 'Missing', tmp_path, bottoms=0).set_up([], [y])
     with pytest.raises(LayerError, match=r'NotALayer must be a class derived from '
                                          r'caffelite.Layer'):
-        python_layer(module, 'NotALayer', tmp_path, bottoms=0).setup([], [y])
+        python_layer(module, 'NotALayer', tmp_path, bottoms=0).set_up([], [y])
     with pytest.raises(LayerError, match=r'NoForward does not define forward'):
-        python_layer(module, 'NoForward', tmp_path, bottoms=0).setup([], [y])
+        python_layer(module, 'NoForward', tmp_path, bottoms=0).set_up([], [y])
 
 
 def test_python_layer_import_error_in_a_net_names_the_prototxt(tmp_path):
@@ -237,10 +230,7 @@ def test_lrcn_activity_python_data_layer_runs_with_caffelite_as_caffe(tmp_path, 
         for lp in net.layer[:2]:
             assert lp.type == 'Python' and lp.python_param.module == 'sequence_input_layer'
             phase = lp.include[0].phase
-            layer = create_layer(lp, phase)
-            layer.source_dir = str(tmp_path)
-            top = [Blob() for _ in lp.top]
-            layer.setup([], top)
+            layer, top = data_layer(lp, phase, source_dir=str(tmp_path), seed=None)
             layer.forward([], top)
             n = 24 if phase == pb.TRAIN else 3
             assert [t.shape for t in top] == [(16 * n, 3, 227, 227), (16 * n,), (16 * n,)]

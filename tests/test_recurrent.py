@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from caffelite.blob import Blob
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
-from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
-from layer_testing import blob, make
+from layer_testing import blob, forward_once, make, tops
 
 LRCN = Path(__file__).resolve().parents[2] / 'shared' / 'reference' / 'lrcn'
 
@@ -142,7 +140,7 @@ def test_gradient(kind, steps, streams, xshape, sshape, expose, cont_kind):
     arrays = make_inputs(kind, steps, streams, xshape, sshape, expose, cont_kind, hidden, rng)
     layer = recurrent(kind, hidden, expose)
     bottom = [blob(a) for a in arrays]
-    top = [Blob(dtype=np.float64) for _ in range(n_tops(kind, expose))]
+    top = tops(n_tops(kind, expose))
     check_bottom = [i for i in range(len(bottom)) if i != 1]      # never the cont markers
     check_layer_gradient(layer, bottom, top, check_bottom=check_bottom)
 
@@ -158,8 +156,8 @@ def test_gemm_layouts_agree_and_check(kind):
         layer = recurrent(kind, 3, expose=True)
         layer.TRANSPOSE_MIN_ROWS = min_rows
         bottom = [blob(a) for a in arrays]
-        top = [Blob(dtype=np.float64) for _ in range(n_tops(kind, True))]
-        layer.setup(bottom, top)
+        top = tops(n_tops(kind, True))
+        layer.set_up(bottom, top)
         weights = weights or [p.data.copy() for p in layer.blobs]
         for p, w in zip(layer.blobs, weights):
             p.data[...] = w
@@ -184,7 +182,7 @@ def test_lstm_unit_gradient():
     bottom = [blob(rng.standard_normal((1, streams, hidden))),
               blob(rng.standard_normal((1, streams, 4 * hidden)) * 2),
               blob(np.array([[0, 1, 1, 0.5]]))]
-    check_layer_gradient(layer, bottom, [Blob(dtype=np.float64), Blob(dtype=np.float64)],
+    check_layer_gradient(layer, bottom, tops(2),
                          check_bottom=[0, 1])
 
 
@@ -198,10 +196,8 @@ def test_forward_matches_reference(kind, steps, streams, xshape, sshape, expose,
     arrays = make_inputs(kind, steps, streams, xshape, sshape, expose, cont_kind, hidden, rng)
     layer = recurrent(kind, hidden, expose)
     bottom = [blob(a) for a in arrays]
-    top = [Blob(dtype=np.float64) for _ in range(n_tops(kind, expose))]
-    layer.setup(bottom, top)
-    layer.reshape(bottom, top)
-    layer.forward(bottom, top)
+    top = tops(n_tops(kind, expose))
+    forward_once(layer, bottom, top)
     params = [b.data for b in layer.blobs]
     static = arrays[2] if sshape is not None else None
     first_state = 2 + (sshape is not None)
@@ -229,10 +225,8 @@ def test_lstm_unit_matches_formulas():
     cont = np.array([[1.0, 0.0, 1.0]])
     layer = make('type: "LSTMUnit"')
     bottom = [blob(c_prev), blob(x), blob(cont)]
-    top = [Blob(dtype=np.float64), Blob(dtype=np.float64)]
-    layer.setup(bottom, top)
-    layer.reshape(bottom, top)
-    layer.forward(bottom, top)
+    top = tops(2)
+    forward_once(layer, bottom, top)
     i, f, o = (sigmoid(x[0, :, k * hidden:(k + 1) * hidden]) for k in range(3))
     g = np.tanh(x[0, :, 3 * hidden:])
     c = cont[0][:, None] * f * c_prev[0] + i * g
@@ -249,6 +243,7 @@ def caffe_gate_order(a):
     return np.concatenate([i, f, o, g], axis=0)
 
 
+@pytest.mark.slow
 def test_lstm_matches_torch():
     torch = pytest.importorskip('torch')
     steps, streams, dim, hidden = 6, 3, 5, 4
@@ -265,8 +260,8 @@ def test_lstm_matches_torch():
     layer = recurrent('LSTM', hidden)
     cont = np.ones((steps, streams))
     cont[0] = 0                                       # torch starts every stream from zero
-    bottom, top = [blob(x), blob(cont)], [Blob(dtype=np.float64)]
-    layer.setup(bottom, top)
+    bottom, top = [blob(x), blob(cont)], tops()
+    layer.set_up(bottom, top)
     w_ih, w_hh = lstm.weight_ih_l0.detach().numpy(), lstm.weight_hh_l0.detach().numpy()
     b = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy()
     layer.blobs[0].data[...] = caffe_gate_order(w_ih)
@@ -302,18 +297,16 @@ def test_state_carries_over_between_forward_passes(kind):
     x = rng.standard_normal((steps, streams, dim))
     cont = restarts(steps, streams, rng)
     whole = recurrent(kind, hidden)
-    bottom, top = [blob(x), blob(cont)], [Blob(dtype=np.float64)]
-    whole.setup(bottom, top)
-    whole.reshape(bottom, top)
-    whole.forward(bottom, top)
+    bottom, top = [blob(x), blob(cont)], tops()
+    forward_once(whole, bottom, top)
     want = top[0].data.copy()
 
     chunked = recurrent(kind, hidden)
     pieces = []
     for t in range(0, steps, 2):
-        b, tp = [blob(x[t:t + 2]), blob(cont[t:t + 2])], [Blob(dtype=np.float64)]
+        b, tp = [blob(x[t:t + 2]), blob(cont[t:t + 2])], tops()
         if t == 0:
-            chunked.setup(b, tp)
+            chunked.set_up(b, tp)
             for p, q in zip(chunked.blobs, whole.blobs):
                 p.data[...] = q.data
         chunked.reshape(b, tp)
@@ -323,19 +316,19 @@ def test_state_carries_over_between_forward_passes(kind):
 
     # cont[0] = 0 for every stream: the carried state has no effect.
     again = [blob(x[:2]), blob(cont[:2])]
-    out = [Blob(dtype=np.float64)]
+    out = tops()
     chunked.reshape(again, out)
     chunked.forward(again, out)
     np.testing.assert_allclose(out[0].data, want[:2], rtol=1e-12, atol=1e-12)
 
     # A different batch size: the state restarts from zero even where cont says "continue".
     one = [blob(x[:2, :1]), blob(np.ones((2, 1)))]
-    out = [Blob(dtype=np.float64)]
+    out = tops()
     chunked.reshape(one, out)
     chunked.forward(one, out)
     fresh = recurrent(kind, hidden)
-    fout = [Blob(dtype=np.float64)]
-    fresh.setup(one, fout)
+    fout = tops()
+    fresh.set_up(one, fout)
     for p, q in zip(fresh.blobs, whole.blobs):
         p.data[...] = q.data
     fresh.reshape(one, fout)
@@ -361,7 +354,7 @@ def test_param_shapes_order_and_fillers(kind, static, want):
     bottom = [blob(np.zeros((2, 4, 3, 2))), blob(np.zeros((2, 4)))]    # D = 3 * 2
     if static:
         bottom.append(blob(np.zeros((4, 3))))
-    layer.setup(bottom, [Blob(dtype=np.float64)])
+    layer.set_up(bottom, tops())
     assert [b.shape for b in layer.blobs] == want
     for b in layer.blobs:
         expected = -0.5 if len(b.shape) == 1 else 0.25               # biases are the 1-D blobs
@@ -370,8 +363,8 @@ def test_param_shapes_order_and_fillers(kind, static, want):
 
 def test_uniform_filler_reaches_every_weight():
     layer = recurrent('LSTM', 4, weight='uniform min: -0.08 max: 0.08')
-    layer.setup([blob(np.zeros((2, 3, 5))), blob(np.zeros((2, 3))), blob(np.zeros((3, 2)))],
-                [Blob(dtype=np.float64)])
+    layer.set_up([blob(np.zeros((2, 3, 5))), blob(np.zeros((2, 3))), blob(np.zeros((3, 2)))],
+                tops())
     for j in (0, 2, 3):                                               # W_xc, W_xc_static, W_hc
         w = layer.blobs[j].data
         assert np.all(np.abs(w) <= 0.08) and np.std(w) > 0.01
@@ -384,10 +377,8 @@ def test_float32_stays_float32():
     layer = recurrent('LSTM', 4, dtype=np.float32)
     bottom = [blob(rng.standard_normal((3, 2, 5)), np.float32),
               blob(restarts(3, 2, rng), np.float32)]
-    top = [Blob(dtype=np.float32)]
-    layer.setup(bottom, top)
-    layer.reshape(bottom, top)
-    layer.forward(bottom, top)
+    top = tops(1, np.float32)
+    forward_once(layer, bottom, top)
     assert top[0].xdata.dtype == np.float32
     top[0].diff[...] = 1
     layer.backward(top, [True, False], bottom)
@@ -400,10 +391,8 @@ def test_propagate_down_and_param_accumulation():
     layer = recurrent('LSTM', 3, expose=True)
     arrays = make_inputs('LSTM', 4, 2, (3,), (2,), True, 'restarts', 3, rng)
     bottom = [blob(a) for a in arrays]
-    top = [Blob(dtype=np.float64) for _ in range(3)]
-    layer.setup(bottom, top)
-    layer.reshape(bottom, top)
-    layer.forward(bottom, top)
+    top = tops(3)
+    forward_once(layer, bottom, top)
     for t in top:
         t.diff[...] = rng.standard_normal(t.shape)
     for b in bottom:
@@ -429,9 +418,8 @@ def test_propagate_down_and_param_accumulation():
 def setup_error(layer, shapes, n_top=1):
     with pytest.raises(LayerError) as err:
         bottom = [blob(np.zeros(s)) for s in shapes]
-        top = [Blob(dtype=np.float64) for _ in range(n_top)]
-        layer.setup(bottom, top)
-        layer.reshape(bottom, top)
+        top = tops(n_top)
+        layer.set_up(bottom, top)
     return str(err.value)
 
 
@@ -448,8 +436,8 @@ def test_errors():
     assert 'initial state' in setup_error(recurrent('RNN', 3, expose=True),
                                           [(2, 3, 4), (2, 3), (1, 3, 4)], n_top=2)
     layer = recurrent('LSTM', 3)
-    bottom, top = [blob(np.zeros((2, 3, 4))), blob(np.zeros((2, 3)))], [Blob(dtype=np.float64)]
-    layer.setup(bottom, top)
+    bottom, top = [blob(np.zeros((2, 3, 4))), blob(np.zeros((2, 3)))], tops()
+    layer.set_up(bottom, top)
     with pytest.raises(LayerError, match='input size'):
         layer.reshape([blob(np.zeros((2, 3, 5))), blob(np.zeros((2, 3)))], top)
 
@@ -457,7 +445,7 @@ def test_errors():
     assert 'x (bottom[1])' in setup_error(unit, [(1, 2, 3), (1, 2, 11), (1, 2)], n_top=2)
     assert 'cont' in setup_error(unit, [(1, 2, 3), (1, 2, 12), (2, 2)], n_top=2)
     bottom = [blob(np.zeros((1, 2, 3))), blob(np.zeros((1, 2, 12))), blob(np.ones((1, 2)))]
-    top = [Blob(dtype=np.float64), Blob(dtype=np.float64)]
+    top = tops(2)
     unit.reshape(bottom, top)
     unit.forward(bottom, top)
     with pytest.raises(LayerError, match='sequence indicators'):
@@ -500,13 +488,12 @@ def test_lrcn_layer_builds_and_runs(layer_param):
     hidden = layer_param.recurrent_param.num_output
     static = len(layer_param.bottom) == 3
     rng = np.random.default_rng(0)
-    layer = create_layer(layer_param, pb.TRAIN, dtype=np.float64)
+    layer = make(layer_param, pb.TRAIN)
     arrays = [rng.standard_normal((steps, streams, dim)), restarts(steps, streams, rng)]
     if static:
         arrays.append(rng.standard_normal((streams, static_dim)))
-    bottom, top = [blob(a) for a in arrays], [Blob(dtype=np.float64)]
-    layer.check_blob_counts(bottom, top)
-    layer.setup(bottom, top)
+    bottom, top = [blob(a) for a in arrays], tops()
+    layer.set_up(bottom, top)
     want = [(4 * hidden, dim), (4 * hidden,)] + ([(4 * hidden, static_dim)] if static else []) \
         + [(4 * hidden, hidden)]
     assert [b.shape for b in layer.blobs] == want
@@ -574,20 +561,20 @@ def test_lrcn_captioner_word_by_word():
     cont = np.ones((steps, streams))
     cont[0] = 0
 
-    whole = create_layer(params['lstm2'], pb.TEST, dtype=np.float64)
-    bottom, top = [blob(x), blob(cont), blob(image)], [Blob(dtype=np.float64)]
-    whole.setup(bottom, top)
+    whole = make(params['lstm2'], pb.TEST)
+    bottom, top = [blob(x), blob(cont), blob(image)], tops()
+    whole.set_up(bottom, top)
     for b in whole.blobs:
         b.data[...] = rng.uniform(-0.08, 0.08, b.shape)
     whole.reshape(bottom, top)
     whole.forward(bottom, top)
 
-    stepwise = create_layer(params['lstm2'], pb.TEST, dtype=np.float64)
+    stepwise = make(params['lstm2'], pb.TEST)
     words = []
     for t in range(steps):
-        b, tp = [blob(x[t:t + 1]), blob(cont[t:t + 1]), blob(image)], [Blob(dtype=np.float64)]
+        b, tp = [blob(x[t:t + 1]), blob(cont[t:t + 1]), blob(image)], tops()
         if t == 0:
-            stepwise.setup(b, tp)
+            stepwise.set_up(b, tp)
             for p, q in zip(stepwise.blobs, whole.blobs):
                 p.data[...] = q.data
         stepwise.reshape(b, tp)

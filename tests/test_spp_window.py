@@ -2,18 +2,14 @@
 cases (output size over pyramid heights, gradients where the pyramid needs padding)."""
 import numpy as np
 import pytest
-from google.protobuf import text_format
 from PIL import Image
 
-from caffelite import backend
-from caffelite.blob import Blob
 from caffelite.data.images import resize_bilinear
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
 from caffelite.io import write_mean_binaryproto
-from caffelite.layers import create_layer
 from caffelite.layers.spp_window import read_window_file, window_geometry
-from caffelite.proto import caffelite_pb2 as pb
+from layer_testing import blob, data_layer, forward_once, make as make_layer, tops
 
 RNG = np.random.default_rng(5)
 IMG0 = RNG.integers(0, 256, size=(3, 16, 20), dtype=np.uint8)   # BGR, C x H x W
@@ -50,13 +46,8 @@ def window_file(tmp_path):
 
 
 def make(text, seed=3):
-    layer = create_layer(text_format.Parse(text, pb.LayerParameter()), pb.TRAIN, np.float64)
-    layer.prefetch_depth = 0
-    backend.set_random_seed(seed)
-    top = [Blob((), np.float64) for _ in layer.layer_param.top]
-    layer.check_blob_counts([], top)
-    layer.setup([], top)
-    return layer, top
+    """A float64 data layer set up on its tops (layer_testing.data_layer); (layer, top)."""
+    return data_layer(text, dtype=np.float64, seed=seed, prefetch_depth=0)
 
 
 def window_layer(source, params='', transform='crop_size: 8'):
@@ -189,16 +180,12 @@ def test_window_data_parameter_errors(tmp_path, window_file):
 
 def spp(height, method='MAX'):
     text = f'type: "SPP" spp_param {{ pyramid_height: {height} pool: {method} }}'
-    return create_layer(text_format.Parse(text, pb.LayerParameter()), pb.TRAIN, np.float64)
+    return make_layer(text)
 
 
 def run(layer, x):
-    bottom, top = [Blob(x.shape, np.float64)], [Blob((), np.float64)]
-    bottom[0].data[...] = x
-    layer.setup(bottom, top)
-    layer.reshape(bottom, top)
-    layer.forward(bottom, top)
-    return bottom, top
+    bottom = [blob(x)]
+    return bottom, forward_once(layer, bottom, tops())
 
 
 @pytest.mark.parametrize('height', [2, 3, 4])

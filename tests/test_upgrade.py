@@ -453,3 +453,37 @@ def test_solver_with_both_type_fields_is_an_error():
     param = text_format.Parse('solver_type: ADAM type: "Adam"', pb.SolverParameter())
     with pytest.raises(CaffeliteError, match='s.prototxt.*cannot both be given'):
         upgrade_solver_param(param, 's.prototxt')
+
+
+def test_a_solver_file_is_read_and_upgraded_once(tmp_path):
+    """get_solver(path) reads the file once: one upgrade warning, and the solver it names."""
+    from caffelite import get_solver
+    (tmp_path / 'net.prototxt').write_text(
+        'layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" '
+        'inner_product_param { num_output: 1 } }\n')
+    path = tmp_path / 's.prototxt'
+    path.write_text(f'net: "{tmp_path / "net.prototxt"}" base_lr: 0.1 lr_policy: "fixed" solver_type: ADAM')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        solver = get_solver(str(path))
+    upgrades = [w for w in caught if w.category is UpgradeWarning]
+    assert len(upgrades) == 1 and 's.prototxt' in str(upgrades[0].message)
+    assert solver.type == 'Adam' and solver.param.type == 'Adam'
+
+
+def test_net_input_fields_become_an_input_layer_in_the_one_net_upgrade():
+    from caffelite.upgrade import upgrade_net_as_needed
+    param = parse('input: "a" input_dim: 1 input_dim: 2 input_dim: 3 input_dim: 4 '
+                  'input: "b" input_dim: 5 input_dim: 1 input_dim: 1 input_dim: 1 '
+                  'layer { name: "f" type: "Flatten" bottom: "a" top: "f" }')
+    result = upgrade_net_as_needed(param, 'deploy.prototxt')
+    assert not result.input and not result.input_dim and param.input      # a copy
+    assert [(lp.name, lp.type) for lp in result.layer] == [('input', 'Input'), ('f', 'Flatten')]
+    assert list(result.layer[0].top) == ['a', 'b']
+    assert [list(s.dim) for s in result.layer[0].input_param.shape] == [[1, 2, 3, 4],
+                                                                         [5, 1, 1, 1]]
+    current = parse('layer { name: "x" type: "Input" top: "x" }')
+    assert upgrade_net_as_needed(current) is current
+    with pytest.raises(CaffeliteError, match='deploy.prototxt: input_dim must give 4 dims'):
+        upgrade_net_as_needed(parse('input: "a" input_dim: 1 input_dim: 2'), 'deploy.prototxt')

@@ -6,12 +6,10 @@ import pytest
 from google.protobuf import text_format
 from PIL import Image
 
-from caffelite import backend
-from caffelite.blob import Blob
 from caffelite.errors import LayerError
-from caffelite.layers import create_layer
 from caffelite.layers.video_data import list_frames
 from caffelite.proto import caffelite_pb2 as pb
+from layer_testing import data_layer
 
 LRCN = Path(__file__).resolve().parents[2] / 'shared' / 'reference' / 'lrcn'
 
@@ -39,16 +37,12 @@ def videos(tmp_path):
 
 
 def make(text, phase=pb.TRAIN, source_dir=None, depth=0, seed=1701, tops=3):
+    """A VideoData layer with the first ``tops`` of data, label, clip_markers, video, set up
+    (layer_testing.data_layer); returns (layer, top)."""
     lp = text_format.Parse(text, pb.LayerParameter())
     lp.top.extend(['data', 'label', 'clip_markers', 'video'][:tops])
-    layer = create_layer(lp, phase)
-    layer.prefetch_depth = depth
-    if source_dir is not None:
-        layer.source_dir = str(source_dir)
-    backend.set_random_seed(seed)
-    top = [Blob() for _ in range(tops)]
-    layer.setup([], top)
-    return layer, top
+    attrs = {} if source_dir is None else {'source_dir': str(source_dir)}
+    return data_layer(lp, phase, seed=seed, prefetch_depth=depth, **attrs)
 
 
 def run(layer, top, n=1):
@@ -202,11 +196,8 @@ def test_replaces_lrcn_python_input_with_the_shapes_the_net_expects(tmp_path):
         video.transform_param.mean_value.extend([103.939, 116.779, 128.68])
         video.video_data_param.source = 'list.txt'
         video.video_data_param.num_clips = n
-        layer = create_layer(video, phase)
-        layer.source_dir = str(tmp_path)
-        layer.prefetch_depth = 0
-        top = [Blob() for _ in range(3)]
-        layer.setup([], top)
+        layer, top = data_layer(video, phase, source_dir=str(tmp_path), prefetch_depth=0,
+                                seed=None)
         layer.forward([], top)
         assert top[0].shape == (16 * n, 3, 227, 227)
         assert reshapes[('reshape-label', phase)] == (16, n) == top[1].shape

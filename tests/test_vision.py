@@ -8,29 +8,19 @@ import math
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
 from caffelite import backend
-from caffelite.blob import Blob
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
-from caffelite.layers import create_layer
 from caffelite.proto import caffelite_pb2 as pb
-from layer_testing import blob, make
+from layer_testing import blob, forward_once, make, tops
 
 F64 = np.float64
 
 
-def tops(n=1):
-    return [Blob((), F64) for _ in range(n)]
-
-
 def run(layer, bottom, top):
-    layer.check_blob_counts(bottom, top)
-    layer.setup(bottom, top)
-    layer.reshape(bottom, top)
-    layer.forward(bottom, top)
-    return [t.data.copy() for t in top]
+    """set_up + forward; returns copies of the top data."""
+    return [t.data.copy() for t in forward_once(layer, bottom, top)]
 
 
 def distinct(shape, seed=0, scale=0.1):
@@ -268,13 +258,10 @@ def test_convolution_without_spatial_axes_is_inner_product():
 
 def test_convolution_float32_matches_float64():
     text = f'type: "Convolution" convolution_param {{ num_output: 4 kernel_size: 3 group: 2 {FILLERS} }}'
-    param = text_format.Parse(text, pb.LayerParameter())
-    layer = create_layer(param, pb.TRAIN, dtype=np.float32)
+    layer = make(text, dtype=np.float32)
     x = gaussian((2, 4, 6, 6)).astype(np.float32)
-    b = Blob(x.shape, np.float32)
-    b.data[...] = x
-    t = Blob((), np.float32)
-    run(layer, [b], [t])
+    (t,) = tops(1, np.float32)
+    run(layer, [blob(x, np.float32)], [t])
     assert t.data.dtype == np.float32
     ref = conv_reference(x.astype(F64), layer.blobs[0].data.astype(F64),
                          layer.blobs[1].data.astype(F64), (1, 1), (0, 0), (1, 1), 2)
@@ -348,11 +335,9 @@ def test_deconvolution_is_convolution_transpose():
     deconv = make('type: "Deconvolution" convolution_param { num_output: 2 kernel_size: 3 '
                   'stride: 2 pad: 1 group: 2 bias_term: false }')
     y = gaussian(cx.shape, 4)
-    deconv.check_blob_counts([blob(y)], tops())
     t = tops()
-    deconv.setup([blob(y)], t)
+    deconv.set_up([blob(y)], t)
     deconv.blobs[0].data[...] = conv.blobs[0].data
-    deconv.reshape([blob(y)], t)
     deconv.forward([blob(y)], t)
     # The deconvolution of a 4x3 map is 7x5 here (2*(4-1)+3-2).
     assert t[0].shape == x.shape

@@ -12,11 +12,10 @@ import warnings
 from google.protobuf import text_format
 
 from ..io import atomic_path, write_proto_atomic
-from ..net_rules import upgrade_input_fields
 from ..proto import caffelite_pb2 as pb
 from ..prototxt import read_proto_binary, read_prototxt
 from ..solvers.log import logger
-from ..upgrade import UpgradeWarning, net_needs_upgrade, upgrade_net_param
+from ..upgrade import UpgradeWarning, net_needs_upgrade, upgrade_net_as_needed
 from . import make_parser, parse_args, run_tool
 
 PROG = 'caffelite upgrade_net_proto_text'
@@ -32,20 +31,19 @@ def build_parser(prog=PROG, what='text'):
 
 def upgrade_net_logged(param, source, report_current=True):
     """``param`` upgraded to the current format, each upgrade logged as a warning line."""
-    needs = net_needs_upgrade(param) or bool(param.input)
-    if not needs:
+    has_input_fields = bool(param.input)
+    if not (net_needs_upgrade(param) or has_input_fields):
         if report_current:
             logger.warning('File already in latest proto format: %s', source)
         return param
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always', UpgradeWarning)
-        param = upgrade_net_param(param, source)
+        param = upgrade_net_as_needed(param, source)
     for warning in caught:
         logger.warning('%s', warning.message)
-    if param.input:
+    if has_input_fields:
         logger.warning('Attempting to upgrade input file specified using deprecated input '
                        'fields: %s', source)
-        param = upgrade_input_fields(param, source)
     return param
 
 

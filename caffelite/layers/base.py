@@ -94,6 +94,15 @@ class Layer:
     def allow_force_backward(self, bottom_index):
         return True
 
+    # -- the set-up template (Caffe's Layer::SetUp) -------------------------------------------
+    def set_up(self, bottom, top):
+        """Check the bottom/top counts, ``setup`` once, then ``reshape`` the tops; the one
+        set-up sequence for the Net, the gradient checker and the tests. (The Net, not the
+        layer, records the loss weights of the tops.)"""
+        self.check_blob_counts(bottom, top)
+        self.setup(bottom, top)
+        self.reshape(bottom, top)
+
     # -- helpers for subclasses ----------------------------------------------------------------
     @property
     def name(self):

@@ -7,17 +7,13 @@ Shapes below use ``outer = count(0, axis)``, ``inner = count(axis + k)`` as Caff
 import numpy as np
 
 from ..backend import get_array_module
+from ..blob import shape_count
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _count(shape, start=0, end=None):
-    """Caffe's Blob::count(start, end): the product of shape[start:end]."""
-    return int(np.prod(shape[start:end], dtype=np.int64))
-
-
 def _canonical_axis(shape, axis, what='axis'):
     """Caffe's CanonicalAxisIndex with a LayerError instead of a crash."""
     n = len(shape)
@@ -70,7 +66,7 @@ class InnerProductLayer(Layer):
         self.bias_term = p.bias_term
         self.transpose = p.transpose
         axis = _canonical_axis(bottom[0].shape, p.axis)
-        self.K = _count(bottom[0].shape, axis)
+        self.K = bottom[0].count_axes(axis)
         if not self.blobs:
             N, K = self.num_output, self.K
             self.blobs = [self.make_param_blob((K, N) if self.transpose else (N, K),
@@ -81,11 +77,11 @@ class InnerProductLayer(Layer):
     def reshape(self, bottom, top):
         shape = bottom[0].shape
         self.axis = _canonical_axis(shape, self.layer_param.inner_product_param.axis)
-        if _count(shape, self.axis) != self.K:
+        if shape_count(shape, self.axis) != self.K:
             raise LayerError(f'input size incompatible with inner product parameters: bottom '
-                             f'{shape} gives {_count(shape, self.axis)} inputs from axis '
+                             f'{shape} gives {shape_count(shape, self.axis)} inputs from axis '
                              f'{self.axis}, the weights expect {self.K}')
-        self.M = _count(shape, 0, self.axis)
+        self.M = shape_count(shape, 0, self.axis)
         top[0].reshape(shape[:self.axis] + (self.num_output,))
 
     def forward(self, bottom, top):
@@ -324,7 +320,7 @@ class FlattenLayer(_ViewLayer):
         if end < start:
             raise LayerError(f'flatten end_axis {p.end_axis} comes before axis {p.axis} '
                              f'for a bottom of shape {shape}')
-        return shape[:start] + (_count(shape, start, end + 1),) + shape[end + 1:]
+        return shape[:start] + (shape_count(shape, start, end + 1),) + shape[end + 1:]
 
 
 @register('Reshape')
@@ -365,16 +361,16 @@ class ReshapeLayer(_ViewLayer):
                                  f'there is no corresponding bottom axis to copy in {shape}')
             new[i] = shape[start + i]
         if self.inferred_axis is not None:
-            explicit = (self.constant_count * _count(shape, 0, start) * _count(shape, end) *
+            explicit = (self.constant_count * shape_count(shape, 0, start) * shape_count(shape, end) *
                         int(np.prod([shape[start + i] for i in self.copy_axes], dtype=np.int64)))
             if explicit == 0 or bottom.count % explicit:
                 raise LayerError(f'bottom count {bottom.count} of {shape} is not divisible by '
                                  f'the product {explicit} of the specified dims {self.dims}')
             new[self.inferred_axis] = bottom.count // explicit
         top = shape[:start] + tuple(new) + shape[end:]
-        if _count(top) != bottom.count:
+        if shape_count(top) != bottom.count:
             raise LayerError(f'output count must match input count: reshape of {shape} '
-                             f'({bottom.count}) to {top} ({_count(top)})')
+                             f'({bottom.count}) to {top} ({shape_count(top)})')
         return top
 
 
@@ -500,9 +496,9 @@ class _BroadcastLayer(Layer):
         if shape[axis:axis + k] != tuple(operand_shape):
             raise LayerError(f'{self.type} blob of shape {tuple(operand_shape)} does not match '
                              f'bottom[0] shape {shape} from axis {axis}')
-        self.outer = _count(shape, 0, axis)
-        self.dim = _count(operand_shape)
-        self.inner = _count(shape, axis + k)
+        self.outer = shape_count(shape, 0, axis)
+        self.dim = shape_count(operand_shape)
+        self.inner = shape_count(shape, axis + k)
 
     def split3(self, array):
         return array.reshape(self.outer, self.dim, self.inner)
@@ -622,7 +618,7 @@ class TileLayer(Layer):
     def reshape(self, bottom, top):
         shape = bottom[0].shape
         self.axis = _canonical_axis(shape, self.layer_param.tile_param.axis)
-        self.outer, self.inner = _count(shape, 0, self.axis), _count(shape, self.axis)
+        self.outer, self.inner = shape_count(shape, 0, self.axis), shape_count(shape, self.axis)
         top[0].reshape(shape[:self.axis] + (shape[self.axis] * self.tiles,) + shape[self.axis + 1:])
 
     def forward(self, bottom, top):
@@ -653,7 +649,7 @@ class ReductionLayer(Layer):
         p = self.layer_param.reduction_param
         shape = bottom[0].shape
         axis = _canonical_axis(shape, p.axis)
-        self.num, self.dim = _count(shape, 0, axis), _count(shape, axis)
+        self.num, self.dim = shape_count(shape, 0, axis), shape_count(shape, axis)
         self.coeff = p.coeff / self.dim if self.op == pb.ReductionParameter.MEAN else p.coeff
         top[0].reshape(shape[:axis])
 
@@ -764,7 +760,7 @@ class ArgMaxLayer(Layer):
             dim = shape[self.axis]
             top_shape = shape[:self.axis] + (self.top_k,) + shape[self.axis + 1:]
         else:
-            dim = _count(shape, 1)
+            dim = shape_count(shape, 1)
             top_shape = [1] * max(len(shape), 3)
             top_shape[0], top_shape[1], top_shape[2] = shape[0], 2 if self.out_max_val else 1, \
                 self.top_k

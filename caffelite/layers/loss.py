@@ -9,6 +9,7 @@ only the label range checks and Accuracy's counts synchronize.
 import numpy as np
 
 from .. import backend
+from ..blob import shape_count
 from ..errors import LayerError
 from ..io import array_from_blob_proto
 from ..prototxt import read_proto_binary
@@ -18,10 +19,6 @@ from .neuron import sigmoid
 
 FLT_MIN = float(np.finfo(np.float32).tiny)  # Caffe clips probabilities at FLT_MIN...
 LOG_THRESHOLD = 1e-20                       # ...or at kLOG_THRESHOLD, depending on the layer
-
-
-def _count(shape, start=0, end=None):
-    return int(np.prod(shape[start:end], dtype=np.int64))
 
 
 def _xp(array):
@@ -141,7 +138,7 @@ class LossLayer(Layer):
 
 def _class_layout(shape, axis):
     """(outer, classes, inner) for a class axis."""
-    return _count(shape, 0, axis), shape[axis], _count(shape, axis + 1)
+    return shape_count(shape, 0, axis), shape[axis], shape_count(shape, axis + 1)
 
 
 def _labelled_class_layout(bottom, axis_param, axis_field):

@@ -23,7 +23,7 @@ from .. import backend
 from ..blob import Blob
 from ..errors import CaffeliteError
 from .base import Solver
-from ..upgrade import upgrade_solver_param
+from ..upgrade import solver_type
 from .params import read_solver_param
 
 SOLVER_REGISTRY = {}
@@ -155,11 +155,7 @@ def get_solver(param, rank=0, world_size=1, solver_path=None):
     """The solver its SolverParameter's ``type`` names (pycaffe's caffe.get_solver); ``param``
     is a solver prototxt path or a SolverParameter (read from ``solver_path``, if given)."""
     if isinstance(param, (str, os.PathLike)):
-        path = os.fspath(param)
-        cls = solver_class(read_solver_param(path).type)
-        return cls(path, rank=rank, world_size=world_size)
-    upgraded = type(param)()
-    upgraded.CopyFrom(param)
-    upgrade_solver_param(upgraded)
-    return solver_class(upgraded.type)(upgraded, rank=rank, world_size=world_size,
-                                       solver_path=solver_path)
+        solver_path = os.fspath(param)
+        param = read_solver_param(solver_path)       # read and upgraded once, here
+    return solver_class(solver_type(param))(param, rank=rank, world_size=world_size,
+                                            solver_path=solver_path)
