@@ -41,7 +41,7 @@ def _refusal(layer, lp):
     elif lp.type == 'Python':
         why = 'a Python layer runs Python code, which an ONNX graph cannot hold'
     else:
-        why = 'it has no ONNX equivalent in caffelite\'s exporter'
+        why = 'caffelite\'s exporter has no converter for this layer type'
     return UnsupportedLayer(f'layer "{lp.name}" (type {lp.type}) cannot be exported to ONNX: '
                             f'{why}')
 
