@@ -68,11 +68,12 @@ def random_feeds(net, seed=1, integer_inputs=None, cont_inputs=()):
     return feeds
 
 
-def assert_same_outputs(net, feeds, model=None, **export_args):
-    """Export ``net`` (unless ``model`` is given), check it, run both, compare every output."""
+def assert_same_outputs(net, feeds, model=None, blobs=(), **export_args):
+    """Export ``net`` (unless ``model`` is given), check it, run both, compare every output
+    (the net's, and ``blobs``)."""
     model = model or export(net, **export_args)
     onnx.checker.check_model(model, full_check=True)
-    expected = {k: v.copy() for k, v in net.forward(**feeds).items()}
+    expected = {k: v.copy() for k, v in net.forward(blobs=list(blobs), **feeds).items()}
     got = OnnxNet(model.SerializeToString()).forward(**feeds)
     assert sorted(got) == sorted(expected)
     for name, ref in expected.items():
@@ -208,12 +209,12 @@ def test_lrcn_captioning_deploy_nets():
     assert_same_outputs(image, random_feeds(image), model)
     word = caffelite.Net(str(ROOT / 'prototxt' / 'lrcn_deploy_word.prototxt'), caffelite.TEST)
     randomize(word, seed=2)
-    model = export(word, input_shapes=_lrcn_word_shapes(LRCN_STREAMS))
+    model = export(word, input_shapes=_lrcn_word_shapes(LRCN_STREAMS), outputs=['predict'])
     assert [o.name for o in model.graph.output] == ['lstm1_hT', 'lstm1_cT', 'lstm2_hT',
-                                                    'lstm2_cT', 'probs']
+                                                    'lstm2_cT', 'probs', 'predict']
     feeds = random_feeds(word, integer_inputs={'input_sentence': 37})
     feeds['cont_sentence'][:] = [[0, 1, 1]]     # a first step and two continuing streams
-    assert_same_outputs(word, feeds, model)
+    assert_same_outputs(word, feeds, model, blobs=['predict'])
 
 
 def test_activity_lstm_net():

@@ -82,8 +82,9 @@ def _top_names(net, g):
     return names
 
 
-def build_graph(net, opset):
-    """(GraphBuilder with every layer converted, graph inputs, graph outputs)."""
+def build_graph(net, opset, extra_outputs=()):
+    """(GraphBuilder with every layer converted, graph inputs, graph outputs): the net's
+    outputs, then the blobs named in ``extra_outputs``."""
     g = GraphBuilder(opset)
     tops_by_layer = _top_names(net, g)
     current, graph_inputs = {}, []
@@ -100,7 +101,11 @@ def build_graph(net, opset):
                                [t.shape for t in net.top_vecs[i]])
             convert(ctx, g)
         current.update(zip(lp.top, tops))
-    graph_outputs = [value_info(current[b], net.blobs[b].shape) for b in net.outputs]
+    unknown = [b for b in extra_outputs if b not in current]
+    if unknown:
+        raise CaffeliteError(f'{net.source}: no blob named {", ".join(unknown)} to output')
+    names = list(net.outputs) + [b for b in extra_outputs if b not in net.outputs]
+    graph_outputs = [value_info(current[b], net.blobs[b].shape) for b in names]
     return g, graph_inputs, graph_outputs
 
 
@@ -117,15 +122,16 @@ def _check_cont_inputs(g, graph_inputs):
                 f'can be checked only on a cont that is a net input')
 
 
-def export(net, path=None, opset=DEFAULT_OPSET, input_shapes=None, check=True):
+def export(net, path=None, opset=DEFAULT_OPSET, input_shapes=None, outputs=(), check=True):
     """Convert ``net`` to an ONNX ModelProto (saved to ``path`` if given) and return it.
 
-    ``input_shapes``: {input name: shape} to reshape the net to first. ``check`` runs
+    ``input_shapes``: {input name: shape} to reshape the net to first. ``outputs``: blobs to
+    output besides the net's outputs (as ``Net.forward(blobs=...)``). ``check`` runs
     onnx.checker (with shape inference) on the result.
     """
     _check_opset(int(opset))
     _reshape_inputs(net, input_shapes)
-    g, graph_inputs, graph_outputs = build_graph(net, int(opset))
+    g, graph_inputs, graph_outputs = build_graph(net, int(opset), tuple(outputs))
     _check_cont_inputs(g, graph_inputs)
     graph = helper.make_graph(g.nodes, net.name or 'caffelite', graph_inputs, graph_outputs,
                               g.initializers)
