@@ -78,7 +78,8 @@ def onnx_captioner(image, word, batch, out_dir):
     export(word, word_path, input_shapes=shapes, outputs=['predict'])   # logits besides probs
     image_session, word_session = OnnxNet(image_path), OnnxNet(word_path)
     features = lambda images: image_session.forward(data=images)['fc_image']  # noqa: E731
-    return features, word_session.forward, (image_path, word_path)
+    run_word = lambda inputs: word_session.forward(**inputs)                 # noqa: E731
+    return features, run_word, (image_path, word_path)
 
 
 def load_images(folder, files):
