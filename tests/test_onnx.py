@@ -19,7 +19,7 @@ pytest.importorskip('onnxruntime', reason='the onnx extra is not installed '
 import caffelite  # noqa: E402
 from caffelite.errors import CaffeliteError  # noqa: E402
 from caffelite.net_rules import filter_net  # noqa: E402
-from caffelite.onnx import UnsupportedLayer, export  # noqa: E402
+from caffelite.onnx import UnsupportedLayer, export, supported_types  # noqa: E402
 from caffelite.onnx.runtime import OnnxNet  # noqa: E402
 from caffelite.prototxt import read_prototxt  # noqa: E402
 from caffelite.proto import caffelite_pb2 as pb  # noqa: E402
@@ -342,6 +342,15 @@ def test_pooling_shapes_and_values(method, size, kernel, stride, pad, round_mode
     dims = [d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim]
     assert tuple(dims) == net.blobs['pool'].shape
     assert_same_outputs(net, random_feeds(net), model)
+
+
+def test_the_issues_layer_list_is_covered():
+    wanted = {'Convolution', 'Deconvolution', 'Pooling', 'LRN', 'InnerProduct', 'ReLU',
+              'Sigmoid', 'TanH', 'ELU', 'PReLU', 'AbsVal', 'BNLL', 'Power', 'Exp', 'Log',
+              'Threshold', 'Softmax', 'BatchNorm', 'Scale', 'Bias', 'Eltwise', 'Concat', 'Slice',
+              'Split', 'Flatten', 'Reshape', 'Crop', 'Dropout', 'Embed', 'ArgMax', 'Reduction',
+              'Tile', 'LSTM', 'RNN'}
+    assert wanted <= set(supported_types())
 
 
 # -- refusals ----------------------------------------------------------------------------------

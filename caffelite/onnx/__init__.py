@@ -14,8 +14,7 @@ except ImportError as err:      # pragma: no cover - depends on the installed ex
     raise CaffeliteError('ONNX export needs the onnx package: pip install -e \'.[onnx]\'') \
         from err
 
-from .export import DEFAULT_OPSET, MIN_OPSET, build_graph, export
+from .export import DEFAULT_OPSET, MIN_OPSET, export
 from .registry import UnsupportedLayer, supported_types
 
-__all__ = ['DEFAULT_OPSET', 'MIN_OPSET', 'UnsupportedLayer', 'build_graph', 'export',
-           'supported_types']
+__all__ = ['DEFAULT_OPSET', 'MIN_OPSET', 'UnsupportedLayer', 'export', 'supported_types']
