@@ -9,7 +9,7 @@ install:
 	$(PIP) install -q -e .
 
 install-test:
-	$(PIP) install -q -e '.[test,mpi,bench]'
+	$(PIP) install -q -e '.[test,mpi,bench,onnx]'
 
 test: install-test
 	$(PYTHON) -m pytest -q tests

@@ -23,6 +23,8 @@ setup(
         'test': ['pytest~=9.0', 'grpcio-tools~=1.85', 'lmdb~=3.0', 'pydot~=4.0', 'scipy~=1.17'],
         # the peer the benchmarks and the LSTM agreement test compare against (CPU build)
         'bench': ['torch==2.13.0'],
+        # caffelite export_onnx / caffelite.onnx, and the runtime its tests check against
+        'onnx': ['onnx==1.23.2', 'onnxruntime==1.31.1'],
     },
     entry_points={'console_scripts': ['caffelite = caffelite.cli:main']},
 )

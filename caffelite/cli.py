@@ -4,6 +4,7 @@
     caffelite test  --model net.prototxt --weights W.caffemodel [--iterations 50]
     caffelite time  --model net.prototxt [--iterations 50] [--phase TRAIN]
     caffelite device_query [--gpu 0]
+    caffelite export_onnx --model deploy.prototxt [--weights W.caffemodel] --output model.onnx
 
 Flags take one dash or two (``-solver x``, ``--solver=x``), as Caffe's gflags do. Log lines go
 to stdout in glog's format; a CaffeliteError prints one message on stderr and exits with 1.
@@ -79,6 +80,7 @@ def build_parser():
                                 help='show the CPU/BLAS setup, or a GPU\'s properties')
     _flag(query, 'gpu', metavar='ID', help='the GPU to describe')
     query.set_defaults(func=device_query_command)
+    _add_export_onnx(commands)
     return parser
 
 
@@ -389,6 +391,55 @@ def device_query_command(args, handler):
         if isinstance(value, (list, tuple)):
             value = ', '.join(str(v) for v in value)
         logger.info('%-31s%s', label + ':', value)
+    return 0
+
+
+# -- export_onnx ----------------------------------------------------------------------------------
+def _add_export_onnx(commands):
+    export = commands.add_parser('export_onnx', allow_abbrev=False,
+                                 help='export a deploy net and its weights to ONNX')
+    _flag(export, 'model', metavar='PROTOTXT', help='the deploy net (Input layers)')
+    _flag(export, 'weights', metavar='CAFFEMODEL', help='trained weights (comma-separated list)')
+    _flag(export, 'output', metavar='ONNX', help='the ONNX file to write')
+    _flag(export, 'opset', type=int, default=None, help='ONNX opset (default 17)')
+    _flag(export, 'input', action='append', default=[], metavar='NAME:D0,D1,...',
+          help='reshape an input first, e.g. data:1,3,227,227; may be repeated')
+    _flag(export, 'level', type=int, default=None, help='network level')
+    _flag(export, 'stage', action='append', default=[],
+          help='network stage(s), comma-separated; may be repeated')
+    export.set_defaults(func=export_onnx_command, phase='TEST', gpu=None)
+
+
+def _input_shapes(specs):
+    shapes = {}
+    for spec in specs:
+        name, _, dims = spec.rpartition(':')
+        try:
+            shapes[name] = tuple(int(d) for d in dims.split(','))
+        except ValueError:
+            name = ''
+        if not name or any(d <= 0 for d in shapes[name]):
+            raise CaffeliteError(f'invalid --input "{spec}": give NAME:D0,D1,... such as '
+                                 f'data:1,3,227,227')
+    return shapes
+
+
+def export_onnx_command(args, handler):
+    """Write the TEST-phase net of --model, with --weights, as an ONNX model."""
+    if not args.output:
+        raise CaffeliteError('need a file to write: --output model.onnx')
+    try:
+        from . import onnx as caffelite_onnx
+    except ImportError as err:
+        raise CaffeliteError(f'ONNX export needs the onnx extra (pip install -e \'.[onnx]\'): '
+                             f'{err}') from None
+    shapes = _input_shapes(args.input)
+    net = _load_net(args)
+    opset = args.opset or caffelite_onnx.DEFAULT_OPSET
+    model = caffelite_onnx.export(net, args.output, opset=opset, input_shapes=shapes)
+    logger.info('Wrote %s: opset %d, %d nodes, inputs %s, outputs %s', args.output, opset,
+                len(model.graph.node), ', '.join(i.name for i in model.graph.input),
+                ', '.join(o.name for o in model.graph.output))
     return 0
 
 
