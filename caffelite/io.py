@@ -17,13 +17,32 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .data.datum import array_to_datum, datum_to_array  # noqa: F401  (pycaffe's caffe.io)
-from .data.images import load_image, resize_image  # noqa: F401  (pycaffe's caffe.io)
-from .data.pycaffe_transformer import Transformer, oversample  # noqa: F401  (pycaffe's caffe.io)
 from .errors import CaffeliteError
 from .prototxt import read_proto_binary
 from .upgrade import upgrade_net_param
 from .proto import caffelite_pb2 as pb
+
+# pycaffe's caffe.io helpers that live in caffelite.data, which sits above this module: they
+# are resolved on first use (PEP 562), so importing io never imports the data package.
+PYCAFFE_REEXPORTS = {
+    'array_to_datum': 'datum', 'datum_to_array': 'datum',
+    'load_image': 'images', 'resize_image': 'images',
+    'Transformer': 'pycaffe_transformer', 'oversample': 'pycaffe_transformer',
+}
+
+
+def __getattr__(name):
+    if name not in PYCAFFE_REEXPORTS:
+        raise AttributeError(f"module 'caffelite.io' has no attribute '{name}'")
+    import importlib
+    module = importlib.import_module(f'.data.{PYCAFFE_REEXPORTS[name]}', __package__)
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(PYCAFFE_REEXPORTS))
 
 
 @contextmanager

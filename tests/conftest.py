@@ -4,13 +4,18 @@
   They select, they do not skip: ``make test`` runs everything; ``pytest -m "not slow"`` or
   ``-m "not mpi and not gpu"`` leaves those tests out.
 - The layer-test helpers (a layer from its prototxt text, Blobs from arrays, a layer set up and
-  run on them, a data layer set up on its tops) live in ``layer_testing.py`` beside this file,
-  as plain functions: the tests call them from module-level helpers and parametrized bodies,
-  where a fixture cannot be called. This file puts that folder on ``sys.path`` so that
-  ``import layer_testing`` works under every pytest import mode.
+  run on them, a data layer set up on its tops, HDF5 data files) live in ``layer_testing.py``
+  beside this file, as plain functions: the tests call them from module-level helpers and
+  parametrized bodies, where a fixture cannot be called. The fixture ``hdf5_file`` below
+  writes HDF5 data files into the test's tmp_path.
+- This file puts ``tests/`` (for ``import layer_testing``) and the repository root (for the
+  scripts under ``tools/``) on ``sys.path``, so the tests run the same under ``pytest`` and
+  ``python -m pytest``.
 """
 import os
 import sys
+
+import pytest
 
 MARKERS = {
     'mpi': 'starts several workers under mpiexec (needs mpi4py and an MPI runtime)',
@@ -19,10 +24,19 @@ MARKERS = {
 }
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+for folder in (HERE, os.path.dirname(HERE)):
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+import layer_testing  # noqa: E402  (needs HERE on sys.path)
 
 
 def pytest_configure(config):
     for name, meaning in MARKERS.items():
         config.addinivalue_line('markers', f'{name}: {meaning}')
+
+
+@pytest.fixture
+def hdf5_file(tmp_path):
+    """``hdf5_file(name, **datasets)``: writes tmp_path/name with those datasets, returns its path."""
+    return lambda name, **datasets: layer_testing.write_hdf5(tmp_path / name, **datasets)

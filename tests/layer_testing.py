@@ -1,5 +1,7 @@
-"""Helpers shared by the layer tests: a layer from its prototxt text, Blobs from arrays, and the
-layer's set-up (``Layer.set_up``: blob counts, setup, reshape) and forward on them."""
+"""Helpers shared by the layer tests: a layer from its prototxt text, Blobs from arrays, the
+layer's set-up (``Layer.set_up``: blob counts, setup, reshape) and forward on them, and data
+files for the data layers. conftest.py offers the first and the last as fixtures too."""
+import h5py
 import numpy as np
 from google.protobuf import text_format
 
@@ -50,3 +52,11 @@ def data_layer(text, phase=pb.TRAIN, dtype=np.float32, seed=1701, **attrs):
     top = tops(len(layer.layer_param.top), dtype)
     layer.set_up([], top)
     return layer, top
+
+
+def write_hdf5(path, **datasets):
+    """An HDF5 file at ``path`` with one dataset per keyword; returns ``path``."""
+    with h5py.File(path, 'w') as f:
+        for name, value in datasets.items():
+            f[name] = value
+    return path

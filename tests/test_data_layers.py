@@ -35,19 +35,13 @@ def batches(layer, top, n):
 
 # -- HDF5Data ---------------------------------------------------------------------------------
 
-def write_h5(path, **datasets):
-    with h5py.File(path, 'w') as f:
-        for name, value in datasets.items():
-            f[name] = value
-
-
 @pytest.fixture
-def h5_files(tmp_path):
+def h5_files(tmp_path, hdf5_file):
     """f0: rows 0..4, f1: rows 100..102; 'data' rows are (2, 3) blocks of the row id."""
     for i, n in enumerate([5, 3]):
         ids = np.arange(n) + 100 * i
-        write_h5(tmp_path / f'f{i}.h5', data=ids[:, None, None] * np.ones((1, 2, 3)),
-                 label=ids.astype(np.int32), extra=np.zeros(1))
+        hdf5_file(f'f{i}.h5', data=ids[:, None, None] * np.ones((1, 2, 3)),
+                  label=ids.astype(np.int32), extra=np.zeros(1))
     (tmp_path / 'h5list.txt').write_text('f0.h5\n\nf1.h5\n')
     return tmp_path
 
@@ -66,7 +60,7 @@ def test_hdf5_reads_across_files_and_wraps_around(h5_files):
 
 
 def test_hdf5_batch_larger_than_a_file_and_one_file(tmp_path):
-    write_h5(tmp_path / 'a.h5', label=np.arange(3.0))
+    layer_testing.write_hdf5(tmp_path / 'a.h5', label=np.arange(3.0))
     (tmp_path / 'l.txt').write_text(str(tmp_path / 'a.h5') + '\n')
     layer, top = make('type: "HDF5Data" top: "label" hdf5_data_param { source: "%s" '
                       'batch_size: 7 }' % (tmp_path / 'l.txt'), depth=0)
@@ -96,7 +90,7 @@ def test_hdf5_lrcn_layout_time_major_batches(tmp_path):
     # LRCN chunk files hold streams of T*k rows x N columns: batch_size T gives T x N
     T, N = 20, 6
     cont = np.tile((np.arange(2 * T) % T > 0)[:, None], (1, N)).astype(float)
-    write_h5(tmp_path / 'b.h5', cont_sentence=cont, input_sentence=cont * 3,
+    layer_testing.write_hdf5(tmp_path / 'b.h5', cont_sentence=cont, input_sentence=cont * 3,
              target_sentence=cont * 4, buffer_size=np.array([N]))
     (tmp_path / 'chunks.txt').write_text('b.h5\n')
     layer, top = make('type: "HDF5Data" top: "cont_sentence" top: "input_sentence" '
@@ -113,11 +107,11 @@ def test_hdf5_bad_inputs(tmp_path, h5_files):
     (tmp_path / 'missing.txt').write_text('f0.h5\nnope.h5\n')
     with pytest.raises(LayerError, match=r'missing.txt line 2: HDF5 file nope.h5 does not exist'):
         make(HDF5.format(src=tmp_path / 'missing.txt', bs=2, extra=''))
-    write_h5(tmp_path / 'ragged.h5', data=np.zeros((4, 2)), label=np.zeros(3))
+    layer_testing.write_hdf5(tmp_path / 'ragged.h5', data=np.zeros((4, 2)), label=np.zeros(3))
     (tmp_path / 'ragged.txt').write_text('f0.h5\nragged.h5\n')
     with pytest.raises(LayerError, match=r'ragged.h5.*same number of rows.*data: 4, label: 3'):
         make(HDF5.format(src=tmp_path / 'ragged.txt', bs=2, extra=''))
-    write_h5(tmp_path / 'nolabel.h5', data=np.zeros((4, 2, 3)))
+    layer_testing.write_hdf5(tmp_path / 'nolabel.h5', data=np.zeros((4, 2, 3)))
     (tmp_path / 'nolabel.txt').write_text('nolabel.h5\n')
     with pytest.raises(LayerError, match=r'nolabel.h5.*has no dataset label'):
         make(HDF5.format(src=tmp_path / 'nolabel.txt', bs=2, extra=''))
@@ -126,7 +120,7 @@ def test_hdf5_bad_inputs(tmp_path, h5_files):
     (tmp_path / 'empty.txt').write_text('\n')
     with pytest.raises(LayerError, match='empty'):
         make(HDF5.format(src=tmp_path / 'empty.txt', bs=2, extra=''))
-    write_h5(tmp_path / 'wide.h5', data=np.zeros((4, 2, 4)), label=np.zeros(4))
+    layer_testing.write_hdf5(tmp_path / 'wide.h5', data=np.zeros((4, 2, 4)), label=np.zeros(4))
     (tmp_path / 'wide.txt').write_text('f0.h5\nwide.h5\n')
     with pytest.raises(LayerError, match='wide.h5: dataset shapes'):
         make(HDF5.format(src=tmp_path / 'wide.txt', bs=2, extra=''))
@@ -422,7 +416,7 @@ def test_lrcn_captioning_data_layers_give_the_expected_batches(tmp_path):
     names = write_images(tmp_path / 'imgs', 4, size=(256, 256))
     (tmp_path / 'images.txt').write_text(''.join(f'imgs/{n} {k}\n' for k, n in enumerate(names)))
     stream = np.ones((40, 100))
-    write_h5(tmp_path / 'batch_0.h5', cont_sentence=stream, input_sentence=stream,
+    layer_testing.write_hdf5(tmp_path / 'batch_0.h5', cont_sentence=stream, input_sentence=stream,
              target_sentence=stream, buffer_size=np.array([100]))
     (tmp_path / 'chunks.txt').write_text('batch_0.h5\n')
     layers = _phase_layers(LRCN / 'coco_caption' / 'lrcn.prototxt', pb.TRAIN)
