@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from . import backend, parallel
-from .errors import CaffeliteError
+from .errors import CaffeliteError, printable
 from .proto import caffelite_pb2 as pb
 from .solvers.log import fmt, glog_handler, logger
 from .solvers.params import read_solver_param
@@ -463,7 +463,7 @@ def main(argv=None):
         if handler.before_emit is not None:
             handler.before_emit()           # erase the progress line
         sys.stdout.flush()
-        print(f'caffelite {args.command}: error: {err}', file=sys.stderr)
+        print(f'caffelite {args.command}: error: {printable(err)}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         sys.stdout.flush()
