@@ -68,6 +68,8 @@ def _read_binary(path):
         except CaffeliteError as err:
             raise CaffeliteError(f'{path}: history blob {i}: {err}') from None
     learned = proto.learned_net if proto.HasField('learned_net') else ''
+    if isinstance(learned, bytes):      # not UTF-8: a file name in bytes, as Caffe takes it
+        learned = learned.decode('utf-8', 'surrogateescape')
     return SolverStateData(proto.iter, learned, proto.current_step, history)
 
 
