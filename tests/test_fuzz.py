@@ -21,7 +21,6 @@ import pytest
 import caffelite
 from caffelite import cli
 from caffelite.errors import CaffeliteError
-from caffelite.parallel import stop_prefetching
 
 import mutation
 
