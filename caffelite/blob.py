@@ -7,9 +7,15 @@ or device CuPy) and moves only when the other side asks for it.
 - ``blob.xdata`` / ``blob.xdiff``: arrays on the current backend, for layers; assigning a whole
   new array (of the blob's shape) is allowed and avoids a copy.
 """
+import math
+
 import numpy as np
 
 from . import backend
+
+
+#: Caffe's Blob::Reshape cap on a blob's element count (INT_MAX).
+MAX_BLOB_COUNT = 2 ** 31 - 1
 
 
 def shape_count(shape, start=0, end=None):
@@ -58,6 +64,9 @@ class Blob:
         shape = tuple(int(s) for s in shape)
         if any(s < 0 for s in shape):
             raise ValueError(f'negative dimension in blob shape {shape}')
+        if math.prod(shape) > MAX_BLOB_COUNT:     # Caffe's "blob size exceeds INT_MAX"
+            raise ValueError(f'blob shape {shape} has {math.prod(shape)} elements, more '
+                             f'than the {MAX_BLOB_COUNT} (INT_MAX) a blob may hold')
         if shape == self._shape:
             return
         same_count = shape_count(shape) == self.count

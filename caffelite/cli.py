@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from . import backend, parallel
-from .errors import CaffeliteError
+from .errors import CaffeliteError, printable
 from .proto import caffelite_pb2 as pb
 from .solvers.log import fmt, glog_handler, logger
 from .solvers.params import read_solver_param
@@ -31,12 +31,23 @@ def _flag(parser, name, **kwargs):
     parser.add_argument('-' + name, '--' + name, dest=name, **kwargs)
 
 
+def _int32(text):
+    """An argparse type: an integer that fits Caffe's int32 flags."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected an integer, got "{text}"') from None
+    if not -2 ** 31 <= value < 2 ** 31:
+        raise argparse.ArgumentTypeError(f'{value} is out of range for a 32-bit integer')
+    return value
+
+
 def _device_flags(parser, phase_default=None):
     _flag(parser, 'gpu', metavar='ID', help='run on this GPU (needs CuPy); "all" = GPU 0')
     if phase_default:
         _flag(parser, 'phase', choices=('TRAIN', 'TEST'), default=phase_default,
               type=str.upper, help=f'network phase (default {phase_default})')
-    _flag(parser, 'level', type=int, default=None, help='network level')
+    _flag(parser, 'level', type=_int32, default=None, help='network level')
     _flag(parser, 'stage', action='append', default=[],
           help='network stage(s), comma-separated; may be repeated')
 
@@ -64,7 +75,7 @@ def build_parser():
     test = commands.add_parser('test', allow_abbrev=False, help='score a model')
     _flag(test, 'model', metavar='PROTOTXT', help='the net definition')
     _flag(test, 'weights', metavar='CAFFEMODEL', help='trained weights (comma-separated list)')
-    _flag(test, 'iterations', type=int, default=50, help='batches to run (default 50)')
+    _flag(test, 'iterations', type=_int32, default=50, help='batches to run (default 50)')
     _device_flags(test, 'TEST')
     test.set_defaults(func=test_command)
 
@@ -72,7 +83,7 @@ def build_parser():
                                  help='benchmark forward/backward per layer')
     _flag(timing, 'model', metavar='PROTOTXT', help='the net definition')
     _flag(timing, 'weights', metavar='CAFFEMODEL', help='optional weights')
-    _flag(timing, 'iterations', type=int, default=50, help='iterations to time (default 50)')
+    _flag(timing, 'iterations', type=_int32, default=50, help='iterations to time (default 50)')
     _device_flags(timing, 'TRAIN')
     timing.set_defaults(func=time_command)
 
@@ -401,10 +412,10 @@ def _add_export_onnx(commands):
     _flag(export, 'model', metavar='PROTOTXT', help='the deploy net (Input layers)')
     _flag(export, 'weights', metavar='CAFFEMODEL', help='trained weights (comma-separated list)')
     _flag(export, 'output', metavar='ONNX', help='the ONNX file to write')
-    _flag(export, 'opset', type=int, default=None, help='ONNX opset (default 17)')
+    _flag(export, 'opset', type=_int32, default=None, help='ONNX opset (default 17)')
     _flag(export, 'input', action='append', default=[], metavar='NAME:D0,D1,...',
           help='reshape an input first, e.g. data:1,3,227,227; may be repeated')
-    _flag(export, 'level', type=int, default=None, help='network level')
+    _flag(export, 'level', type=_int32, default=None, help='network level')
     _flag(export, 'stage', action='append', default=[],
           help='network stage(s), comma-separated; may be repeated')
     export.set_defaults(func=export_onnx_command, phase='TEST', gpu=None)
@@ -463,7 +474,7 @@ def main(argv=None):
         if handler.before_emit is not None:
             handler.before_emit()           # erase the progress line
         sys.stdout.flush()
-        print(f'caffelite {args.command}: error: {err}', file=sys.stderr)
+        print(f'caffelite {args.command}: error: {printable(err)}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         sys.stdout.flush()

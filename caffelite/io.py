@@ -12,11 +12,12 @@ image and Datum helpers, which live in :mod:`caffelite.data`: load_image, resize
 (:mod:`caffelite.data.datum`).
 """
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 
 import numpy as np
 
+from .blob import shape_count
 from .errors import CaffeliteError
 from .prototxt import read_proto_binary
 from .upgrade import upgrade_net_param
@@ -45,15 +46,25 @@ def __dir__():
     return sorted(set(globals()) | set(PYCAFFE_REEXPORTS))
 
 
+def create_unique(path_stem, suffix):
+    """Create an empty file ``<path_stem>.<pid>.<random><suffix>`` of its own (O_EXCL) with
+    mode 0666 less the umask, as Caffe's files get (mkstemp would give 0600); its path."""
+    while True:
+        path = f'{path_stem}.{os.getpid()}.{secrets.token_hex(4)}{suffix}'
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                               dir=folder)
-    os.close(fd)
+    tmp = create_unique(os.path.join(folder, '.' + os.path.basename(path)), '.tmp')
     try:
         yield tmp
         os.replace(tmp, path)
@@ -128,16 +139,7 @@ def _source_layers(path):
     if not os.path.exists(path):
         raise CaffeliteError(f'weights file {path} does not exist')
     if path.endswith(('.h5', '.hdf5')):
-        import h5py
-        with h5py.File(path, 'r') as f:
-            if 'data' not in f:
-                raise CaffeliteError(f'{path}: no "data" group; not a Caffe HDF5 weights file')
-            group = f['data']
-            result = []
-            for name in group:
-                arrays = [np.asarray(group[name][str(k)]) for k in range(len(group[name]))]
-                result.append((name, [(a.shape, False, a) for a in arrays]))
-            return result
+        return _hdf5_source_layers(path)
     param = upgrade_net_param(read_proto_binary(path, pb.NetParameter()), path)
     result = []
     for layer in param.layer:
@@ -146,6 +148,47 @@ def _source_layers(path):
                  for b in layer.blobs]
         result.append((layer.name, blobs))
     return result
+
+
+def open_hdf5(path, what):
+    """``h5py.File(path, 'r')``; a CaffeliteError naming the file (``what``: 'weights file')
+    when it is not HDF5, truncated or unreadable."""
+    import h5py
+    try:
+        return h5py.File(path, 'r')
+    except (OSError, RuntimeError) as err:
+        raise CaffeliteError(f'cannot read {what} {path} as HDF5: {err}') from None
+
+
+def _hdf5_source_layers(path):
+    """The layers of Caffe's HDF5 weights layout, /data/<layer>/<k> for k = 0..n-1; a
+    CaffeliteError naming the file and the offending entry for any other layout."""
+    import h5py
+    with open_hdf5(path, 'weights file') as f:
+        group = f.get('data')
+        if not isinstance(group, h5py.Group):
+            raise CaffeliteError(f'{path}: no "data" group; not a Caffe HDF5 weights file')
+        result = []
+        for name, layer in group.items():
+            if not isinstance(layer, h5py.Group):
+                raise CaffeliteError(f'{path}: data/{name} is a dataset; Caffe\'s layout has a '
+                                     f'group per layer holding datasets 0, 1, ...')
+            keys = sorted(layer)
+            if keys != sorted(str(k) for k in range(len(keys))):
+                raise CaffeliteError(f'{path}: the blobs of data/{name} must be datasets named '
+                                     f'0..{len(keys) - 1}, found {", ".join(keys)[:200]}')
+            arrays = []
+            for k in range(len(keys)):
+                blob = layer[str(k)]
+                if not isinstance(blob, h5py.Dataset) or blob.dtype.kind not in 'fiu':
+                    raise CaffeliteError(f'{path}: data/{name}/{k} is not a numeric dataset')
+                try:
+                    arrays.append(np.asarray(blob))
+                except (OSError, RuntimeError) as err:
+                    raise CaffeliteError(f'{path}: cannot read data/{name}/{k}: {err}') \
+                        from None
+            result.append((name, [(a.shape, False, a) for a in arrays]))
+        return result
 
 
 def copy_weights_into(net, path):
@@ -160,9 +203,14 @@ def copy_weights_into(net, path):
             raise CaffeliteError(f'{path}: layer "{name}" has {len(sources)} parameter blobs, '
                                  f'the net expects {len(layer.blobs)}')
         for k, ((shape, legacy, values), blob) in enumerate(zip(sources, layer.blobs)):
+            if values.size != shape_count(shape):
+                raise CaffeliteError(
+                    f'{path}: cannot copy parameter {k} of layer "{name}": the file\'s blob '
+                    f'has shape {tuple(shape)} but holds {values.size} values (count '
+                    f'mismatch: {shape_count(shape)} expected); the file is damaged')
             matches = tuple(shape) == blob.shape or _legacy_shape_matches(shape, legacy,
                                                                           blob.shape)
-            if not matches or values.size != blob.count:
+            if not matches:
                 raise CaffeliteError(
                     f'{path}: cannot copy parameter {k} of layer "{name}": shape mismatch, '
                     f'source {tuple(shape)}, target {blob.shape}. To learn this layer\'s '

@@ -21,6 +21,7 @@ MARKERS = {
     'mpi': 'starts several workers under mpiexec (needs mpi4py and an MPI runtime)',
     'slow': 'takes seconds: a full reference net or a long training run',
     'gpu': 'needs CuPy and an NVIDIA GPU',
+    'fuzz': 'the seeded bad-input fuzzer (test_fuzz.py), well under a minute',
 }
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -13,7 +13,7 @@ flag alone means true, ``-flag=false`` or ``-noflag`` false.
 import argparse
 import sys
 
-from ..errors import CaffeliteError
+from ..errors import CaffeliteError, printable
 
 TRUE_WORDS = ('1', 'true', 't', 'yes', 'y')
 FALSE_WORDS = ('0', 'false', 'f', 'no', 'n')
@@ -74,7 +74,7 @@ def run_tool(prog, body, args):
         return 0 if result is None else result
     except (CaffeliteError, OSError) as err:
         sys.stdout.flush()
-        print(f'{prog}: error: {err}', file=sys.stderr)
+        print(f'{prog}: error: {printable(err)}', file=sys.stderr)
         return 1
     finally:
         logger.removeHandler(handler)

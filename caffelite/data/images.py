@@ -41,6 +41,7 @@ def _decode(source, to_array, exif, error=LayerError):
     orientation when ``exif``, and return ``to_array(image)``. A missing or undecodable file
     raises ``error`` naming it."""
     from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
     if isinstance(source, (bytes, bytearray, memoryview)):
         what, opened = 'the encoded image', io.BytesIO(source)
     else:
@@ -52,8 +53,10 @@ def _decode(source, to_array, exif, error=LayerError):
             return to_array(ImageOps.exif_transpose(img) if exif else img)
     except FileNotFoundError:
         raise error(f'{what} does not exist') from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise error(f'cannot decode {what}: {err}') from None
+    except DecompressionBombError as err:       # too many pixels to decode safely
+        raise error(f'cannot decode {what}: too large ({err})') from None
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, MemoryError) as err:
+        raise error(f'cannot decode {what}: {type(err).__name__}: {err}') from None
 
 
 def _caffe_pixels(img, color):

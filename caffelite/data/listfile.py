@@ -6,7 +6,7 @@ the working directory, then beside the file that names them.
 """
 import os
 
-from ..errors import LayerError
+from ..errors import MAX_QUOTE, LayerError, printable
 
 
 def resolve_path(path, *folders):
@@ -34,6 +34,21 @@ def find_list_file(path, source_dir, what):
     return resolved
 
 
+def read_text_lines(path, what):
+    """The lines of a text file named by a data layer (``what``: 'list file', 'window
+    file'). Bytes that are not UTF-8 are kept (as ``surrogateescape`` does), as Caffe reads
+    file names as bytes; a file holding NUL bytes is not text, and is refused naming it."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as err:
+        raise LayerError(f'cannot read {what} {path}: {err.strerror}') from None
+    if b'\0' in data:
+        raise LayerError(f'{what} {path} is not a text file (it holds NUL bytes at offset '
+                         f'{data.index(bytes(1))}); give one entry per line')
+    return [line.decode('utf-8', 'surrogateescape') for line in data.split(b'\n')]
+
+
 def read_list_file(path, with_label):
     """[(line number, entry, label)] of a list file; blank lines are skipped.
 
@@ -42,24 +57,24 @@ def read_list_file(path, with_label):
     line is the entry.
     """
     entries = []
-    with open(path, encoding='utf-8') as f:
-        for number, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            if not with_label:
-                entries.append((number, line, None))
-                continue
-            parts = line.rsplit(None, 1)
-            if len(parts) != 2:
-                raise LayerError(f'{path} line {number}: expected "path label", got "{line}"')
-            entry, label = parts
-            try:
-                value = int(label)
-            except ValueError:
-                raise LayerError(f'{path} line {number}: label "{label}" is not an '
-                                 f'integer') from None
-            entries.append((number, entry, value))
+    for number, line in enumerate(read_text_lines(path, 'list file'), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if not with_label:
+            entries.append((number, line, None))
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2:
+            raise LayerError(f'{path} line {number}: expected "path label", got '
+                             f'"{printable(line, MAX_QUOTE)}"')
+        entry, label = parts
+        try:
+            value = int(label)
+        except ValueError:
+            raise LayerError(f'{path} line {number}: label "{printable(label, MAX_QUOTE)}" '
+                             f'is not an integer') from None
+        entries.append((number, entry, value))
     if not entries:
         raise LayerError(f'list file {path} is empty')
     return entries

@@ -181,7 +181,7 @@ class HDF5Source:
         try:
             with h5py.File(path, 'r') as f:
                 self.arrays = [np.asarray(f[name], dtype=self.dtype) for name in self.names]
-        except (OSError, KeyError) as err:
+        except (OSError, RuntimeError, KeyError, ValueError) as err:
             raise LayerError(f'cannot read {path}: {err}') from None
         rows = {a.shape[0] for a in self.arrays}
         if len(rows) != 1:
@@ -230,6 +230,12 @@ class HDF5Source:
         return tuple(out)
 
 
+def _datasets(group):
+    """The names of the datasets at the top of an HDF5 file or group (not its groups)."""
+    import h5py
+    return sorted(name for name, item in group.items() if isinstance(item, h5py.Dataset))
+
+
 def _check_hdf5_files(files, list_file, names):
     """Every file has every dataset, the datasets agree in rows, and trailing shapes agree
     across files. Returns the trailing shape of each dataset."""
@@ -238,12 +244,13 @@ def _check_hdf5_files(files, list_file, names):
     for path in files:
         try:
             with h5py.File(path, 'r') as f:
-                missing = [n for n in names if n not in f]
+                missing = [n for n in names if not isinstance(f.get(n), h5py.Dataset)]
                 if missing:
                     raise LayerError(f'{path} (listed in {list_file}) has no dataset '
-                                     f'{", ".join(missing)}; it has {", ".join(sorted(f))}')
+                                     f'{", ".join(missing)}; its datasets are '
+                                     f'{", ".join(_datasets(f)) or "none"}')
                 dims = [f[n].shape for n in names]
-        except OSError as err:
+        except (OSError, RuntimeError) as err:
             raise LayerError(f'cannot read {path} (listed in {list_file}): {err}') from None
         if any(len(d) == 0 for d in dims):
             raise LayerError(f'{path}: datasets need at least one axis (rows)')

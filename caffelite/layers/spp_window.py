@@ -24,8 +24,8 @@ import os
 import numpy as np
 
 from ..data.images import decode_image, resize_bilinear
-from ..data.listfile import resolve_listed_files, resolve_path
-from ..errors import CaffeliteError, LayerError
+from ..data.listfile import read_text_lines, resolve_listed_files, resolve_path
+from ..errors import MAX_QUOTE, CaffeliteError, LayerError, printable
 from ..io import read_mean_binaryproto
 from .base import register
 from .data import PrefetchingDataLayer, _list_file, _source_dir
@@ -39,9 +39,8 @@ def read_window_file(path, fg_threshold, bg_threshold):
     fg and bg are int64 arrays with rows (image_index, label, x1, y1, x2, y2), the label of
     background windows forced to 0; windows between the thresholds are dropped."""
     tokens = []
-    with open(path, encoding='utf-8') as f:
-        for number, line in enumerate(f, start=1):
-            tokens.extend((tok, number) for tok in line.split())
+    for number, line in enumerate(read_text_lines(path, 'window file'), start=1):
+        tokens.extend((tok, number) for tok in line.split())
     if not tokens:
         raise LayerError(f'window file {path} is empty')
     pos = 0
@@ -56,7 +55,7 @@ def read_window_file(path, fg_threshold, bg_threshold):
             return kind(tok), number
         except ValueError:
             raise LayerError(f'window file {path} line {number}: expected {what}, got '
-                             f'"{tok}"') from None
+                             f'"{printable(tok, MAX_QUOTE)}"') from None
 
     images, fg, bg = [], [], []
     while pos < len(tokens):

@@ -73,7 +73,11 @@ class Solver:
         self.on_start, self.on_gradients_ready = [], []
         self._action_function = None
         self.sync = None
-        self.check_param()
+        try:
+            self.check_param()
+        except CaffeliteError as err:
+            raise CaffeliteError(f'{self.solver_path}: {err}' if self.solver_path else str(err)) \
+                from None
         self.snapshot_prefix = resolve_output_prefix(param.snapshot_prefix, self.base_dir) \
             if param.HasField('snapshot_prefix') else None
         self._check_snapshot_folder()
@@ -110,14 +114,14 @@ class Solver:
         check_lr_policy(p)
 
     def _init_train_net(self):
-        net_param, state, source = train_net_spec(self.param, self.base_dir)
+        net_param, state, source = train_net_spec(self.param, self.base_dir, self.solver_path)
         logger.info('Creating training net from %s', source)
         return Net(net_param, state=state, source=source)
 
     def _init_test_nets(self):
         nets = []
-        for i, (net_param, state, source) in enumerate(test_net_specs(self.param,
-                                                                      self.base_dir)):
+        for i, (net_param, state, source) in enumerate(test_net_specs(
+                self.param, self.base_dir, self.solver_path)):
             logger.info('Creating test net (#%d) specified by %s', i, source)
             nets.append(Net(net_param, state=state, source=source))
         return nets
@@ -148,10 +152,8 @@ class Solver:
         folder = os.path.dirname(self.snapshot_prefix) or '.'
         try:
             os.makedirs(folder, exist_ok=True)
-            probe = f'{self.snapshot_prefix}_iter_0.tempfile'
-            with open(probe, 'w'):
-                pass
-            os.remove(probe)
+            # A name of its own, so that runs sharing a prefix do not remove each other's.
+            os.remove(io.create_unique(f'{self.snapshot_prefix}_iter_0', '.tempfile'))
         except OSError as err:
             raise CaffeliteError(f'cannot write to snapshot prefix "{p.snapshot_prefix}" '
                                  f'({err.strerror}); make sure that folder {folder} is '
@@ -453,9 +455,11 @@ class Solver:
         goes to a temporary file renamed into place. Returns (weights path, state path)."""
         hdf5 = self.param.snapshot_format == pb.SolverParameter.HDF5
         model = self.snapshot_filename('.caffemodel.h5' if hdf5 else '.caffemodel')
+        path = self.snapshot_filename('.solverstate.h5' if hdf5 else '.solverstate')
         folder = os.path.dirname(model)
         if folder and not os.path.isdir(folder):
             logger.info('Creating the snapshot folder %s', folder)
+        writing = model
         try:
             if hdf5:
                 logger.info('Snapshotting to HDF5 file %s', model)
@@ -465,12 +469,12 @@ class Solver:
                 io.write_proto_atomic(model, io.net_to_proto(self.net, self.param.snapshot_diff))
             state = SolverStateData(self.iter, model, self.current_step,
                                     [backend.to_host(h.xdata) for h in self.history])
-            path = self.snapshot_filename('.solverstate.h5' if hdf5 else '.solverstate')
+            writing = path
             logger.info('Snapshotting solver state to %s file %s',
                         'HDF5' if hdf5 else 'binary proto', path)
             (write_state_hdf5 if hdf5 else write_state_binary)(path, state)
-        except OSError as err:
-            raise CaffeliteError(f'cannot write the snapshot {model}: {err}') from None
+        except (OSError, RuntimeError) as err:     # h5py reports a full disk as RuntimeError
+            raise CaffeliteError(f'cannot write the snapshot {writing}: {err}') from None
         return model, path
 
     def restore(self, state_file):

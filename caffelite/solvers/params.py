@@ -78,15 +78,22 @@ def _with_state(net_param, phase, extra_state):
     return state
 
 
-def train_net_spec(param, base_dir):
-    """(NetParameter, NetState, source) of the train net (Caffe's InitTrainNet)."""
+def _content_error(solver_source, message):
+    """A CaffeliteError about the solver's content, naming the solver file when known."""
+    return CaffeliteError(f'{solver_source}: {message}' if solver_source else message)
+
+
+def train_net_spec(param, base_dir, solver_source=None):
+    """(NetParameter, NetState, source) of the train net (Caffe's InitTrainNet);
+    ``solver_source``, the solver file, is named in errors."""
     fields = ('net', 'net_param', 'train_net', 'train_net_param')
     given = [f for f in fields if param.HasField(f)]
     if not given:
-        raise CaffeliteError('the solver must name a train net with one of: ' + ', '.join(fields))
+        raise _content_error(solver_source, 'the solver must name a train net with one of: ' +
+                             ', '.join(fields))
     if len(given) > 1:
-        raise CaffeliteError('the solver names more than one train net (' + ', '.join(given) +
-                             '); give exactly one of: ' + ', '.join(fields))
+        raise _content_error(solver_source, 'the solver names more than one train net (' +
+                             ', '.join(given) + '); give exactly one of: ' + ', '.join(fields))
     field = given[0]
     if field == 'train_net_param':
         net_param, source = param.train_net_param, 'train_net_param'
@@ -99,27 +106,30 @@ def train_net_spec(param, base_dir):
     return copy, _with_state(copy, pb.TRAIN, param.train_state), source
 
 
-def test_net_specs(param, base_dir):
+def test_net_specs(param, base_dir, solver_source=None):
     """[(NetParameter, NetState, source)] of the test nets (Caffe's InitTestNets): the
     test_net_params, then the test_net files, then one instance of the generic ``net`` /
     ``net_param`` for each remaining test_iter."""
     has_generic = param.HasField('net') or param.HasField('net_param')
     if param.HasField('net') and param.HasField('net_param'):
-        raise CaffeliteError('the solver gives both net and net_param; give one')
+        raise _content_error(solver_source, 'the solver gives both net and net_param; give one')
     num_specific = len(param.test_net_param) + len(param.test_net)
     num_iter = len(param.test_iter)
     if (num_iter < num_specific) if has_generic else (num_iter != num_specific):
-        raise CaffeliteError(
+        raise _content_error(
+            solver_source,
             f'test_iter must be given once for each test net: {num_specific} test net(s) '
             f'from test_net/test_net_param{" plus the generic net" if has_generic else ""}, '
             f'but {num_iter} test_iter value(s)')
     num_instances = num_iter
     if param.test_state and len(param.test_state) != num_instances:
-        raise CaffeliteError(f'test_state must be left out or given once per test net: '
-                             f'{num_instances} test net(s), {len(param.test_state)} test_state(s)')
+        raise _content_error(
+            solver_source, f'test_state must be left out or given once per test net: '
+                           f'{num_instances} test net(s), {len(param.test_state)} test_state(s)')
     if num_instances and param.test_interval <= 0:
-        raise CaffeliteError(f'the solver has {num_instances} test net(s) (test_iter) but no '
-                             f'test_interval > 0')
+        raise _content_error(
+            solver_source, f'the solver has {num_instances} test net(s) (test_iter) but no '
+                           f'test_interval > 0')
     specs = [(p, 'test_net_param') for p in param.test_net_param]
     specs += [_read_net(path, base_dir, 'test_net file') for path in param.test_net]
     if has_generic:

@@ -60,39 +60,68 @@ def write_state_hdf5(path, state):
 
 def _read_binary(path):
     proto = read_proto_binary(path, pb.SolverState())
-    history = [io.array_from_blob_proto(b, np.float64 if len(b.double_data) else np.float32)
-               for b in proto.history]
+    history = []
+    for i, blob in enumerate(proto.history):
+        try:
+            history.append(io.array_from_blob_proto(
+                blob, np.float64 if len(blob.double_data) else np.float32))
+        except CaffeliteError as err:
+            raise CaffeliteError(f'{path}: history blob {i}: {err}') from None
     learned = proto.learned_net if proto.HasField('learned_net') else ''
+    if isinstance(learned, bytes):      # not UTF-8: a file name in bytes, as Caffe takes it
+        learned = learned.decode('utf-8', 'surrogateescape')
     return SolverStateData(proto.iter, learned, proto.current_step, history)
 
 
-def _scalar(f, name, path):
-    if name not in f:
+def _integer(f, name, path):
+    """The integer in dataset ``name`` (Caffe writes int32, shape (1,))."""
+    import h5py
+    item = f.get(name)
+    if not isinstance(item, h5py.Dataset):
         raise CaffeliteError(f'{path}: no "{name}" dataset; not a Caffe HDF5 solver state')
-    return np.asarray(f[name][()]).ravel()[0]
+    value = np.asarray(item[()])
+    if value.size != 1 or value.dtype.kind not in 'iu':
+        raise CaffeliteError(f'{path}: "{name}" must hold one integer, it holds '
+                             f'{value.size} value(s) of type {value.dtype}')
+    return int(value.ravel()[0])
+
+
+def _string(f, name, path):
+    """The string in dataset ``name`` ('' when absent)."""
+    import h5py
+    item = f.get(name)
+    if item is None:
+        return ''
+    value = item[()] if isinstance(item, h5py.Dataset) else None
+    value = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
+    if isinstance(value, bytes):
+        try:
+            return value.decode().rstrip('\0')
+        except UnicodeDecodeError:
+            pass
+    elif isinstance(value, str):
+        return value
+    raise CaffeliteError(f'{path}: "{name}" must be a string dataset (a file name)')
 
 
 def _read_hdf5(path):
     import h5py
-    try:
-        f = h5py.File(path, 'r')
-    except OSError as err:
-        raise CaffeliteError(f'cannot read {path} as HDF5: {err}') from None
-    with f:
-        learned = ''
-        if 'learned_net' in f:
-            value = f['learned_net'][()]
-            value = value.item() if isinstance(value, np.ndarray) else value
-            learned = value.decode().rstrip('\0') if isinstance(value, bytes) else str(value)
+    with io.open_hdf5(path, 'solver state') as f:
+        learned = _string(f, 'learned_net', path)
         group = f.get('history')
-        if group is None:
+        if not isinstance(group, h5py.Group):
             raise CaffeliteError(f'{path}: no "history" group; not a Caffe HDF5 solver state')
         names = sorted(group, key=lambda n: int(n) if n.isdigit() else -1)
         if names != [str(i) for i in range(len(names))]:
             raise CaffeliteError(f'{path}: history datasets must be named 0..{len(names) - 1}')
-        history = [np.asarray(group[n]) for n in names]
-        return SolverStateData(int(_scalar(f, 'iter', path)), learned,
-                               int(_scalar(f, 'current_step', path)), history)
+        history = []
+        for name in names:
+            item = group[name]
+            if not isinstance(item, h5py.Dataset) or item.dtype.kind not in 'fiu':
+                raise CaffeliteError(f'{path}: history/{name} is not a numeric dataset')
+            history.append(np.asarray(item))
+        return SolverStateData(_integer(f, 'iter', path), learned,
+                               _integer(f, 'current_step', path), history)
 
 
 def read_state(path):
@@ -120,7 +149,11 @@ def weight_layer_names(path):
     """Names of the layers holding parameter blobs in a .caffemodel or Caffe .h5 weights file."""
     if path.endswith(('.h5', '.hdf5')):
         import h5py
-        with h5py.File(path, 'r') as f:
-            return {name for name in f.get('data', {}) if len(f['data'][name])}
+        with io.open_hdf5(path, 'weights file') as f:
+            group = f.get('data')
+            if not isinstance(group, h5py.Group):
+                raise CaffeliteError(f'{path}: no "data" group; not a Caffe HDF5 weights file')
+            return {name for name, layer in group.items()
+                    if isinstance(layer, h5py.Group) and len(layer)}
     proto = read_proto_binary(path, pb.NetParameter())
     return {layer.name for layer in list(proto.layer) + list(proto.layers) if layer.blobs}
