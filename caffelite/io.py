@@ -22,7 +22,7 @@ from .data.images import load_image, resize_image  # noqa: F401  (pycaffe's caff
 from .data.pycaffe_transformer import Transformer, oversample  # noqa: F401  (pycaffe's caffe.io)
 from .errors import CaffeliteError
 from .prototxt import read_proto_binary
-from .proto_wire import blob_proto_bytes, spliced_bytes
+from .proto_wire import blob_proto_chunks, join, spliced_chunks
 from .upgrade import upgrade_net_param
 from .proto import caffelite_pb2 as pb
 
@@ -45,17 +45,18 @@ def atomic_path(path):
 
 
 def write_proto_atomic(path, message):
-    """Write a message (or its serialized bytes) to ``path`` atomically."""
-    data = message if isinstance(message, bytes) else message.SerializeToString()
+    """Write a message, or its serialization as a list of bytes-like chunks (proto_wire), to
+    ``path`` atomically."""
+    chunks = message if isinstance(message, list) else [message.SerializeToString()]
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
-            f.write(data)
+            f.writelines(chunks)
 
 
 def blob_proto_from_array(data, diff=None):
     """A BlobProto with ``shape`` (none for a 0-axis array) and float data (and diff), as
     Caffe's Blob::ToProto writes them."""
-    return pb.BlobProto.FromString(blob_proto_bytes(data, diff, double=False))
+    return pb.BlobProto.FromString(join(blob_proto_chunks(data, diff, double=False)))
 
 
 def _has_legacy_shape(proto):
@@ -98,21 +99,21 @@ def _legacy_shape_matches(proto_shape, legacy, target):
     return tuple(proto_shape) == padded
 
 
-def net_proto_bytes(net, write_diff=False):
+def net_proto_chunks(net, write_diff=False):
     """The serialized NetParameter of ``net`` with every layer's parameters and blobs
-    (Caffe's Net::ToProto), the float fields written straight from the arrays."""
+    (Caffe's Net::ToProto), as chunks (proto_wire) holding the parameter arrays' memory."""
     layers = []
     for lp, layer in zip(net.param.layer, net.layers):
-        blobs = [blob_proto_bytes(blob.data, blob.diff if write_diff else None, double=False)
+        blobs = [blob_proto_chunks(blob.data, blob.diff if write_diff else None, double=False)
                  for blob in layer.blobs]
-        layers.append(spliced_bytes(lp, pb.LayerParameter.BLOBS_FIELD_NUMBER, blobs))
-    return spliced_bytes(pb.NetParameter(name=net.name), pb.NetParameter.LAYER_FIELD_NUMBER,
-                         layers)
+        layers.append(spliced_chunks(lp, pb.LayerParameter.BLOBS_FIELD_NUMBER, blobs))
+    return spliced_chunks(pb.NetParameter(name=net.name), pb.NetParameter.LAYER_FIELD_NUMBER,
+                          layers)
 
 
 def net_to_proto(net, write_diff=False):
     """NetParameter with every layer's parameters and blobs (Caffe's Net::ToProto)."""
-    return pb.NetParameter.FromString(net_proto_bytes(net, write_diff))
+    return pb.NetParameter.FromString(join(net_proto_chunks(net, write_diff)))
 
 
 def is_hdf5(path):
@@ -218,7 +219,7 @@ def write_mean_binaryproto(path, array):
     if array.ndim != 4 or array.shape[0] != 1:
         raise CaffeliteError(f'a mean image must be C x H x W or 1 x C x H x W, got shape '
                              f'{array.shape}')
-    write_proto_atomic(path, blob_proto_bytes(array, legacy_shape=True))
+    write_proto_atomic(path, blob_proto_chunks(array, legacy_shape=True))
 
 
 # -- pycaffe's caffe.io ---------------------------------------------------------------------

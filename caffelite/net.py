@@ -389,7 +389,7 @@ class Net:
 
     def save(self, path):
         """Write the net and its weights as a binary .caffemodel (atomically)."""
-        io.write_proto_atomic(path, io.net_proto_bytes(self))
+        io.write_proto_atomic(path, io.net_proto_chunks(self))
 
     def save_hdf5(self, path):
         io.save_weights_hdf5(self, path)

@@ -27,18 +27,33 @@ def _varint(value):
     return bytes(out)
 
 
-def length_delimited(field_number, payload):
-    """One length-delimited field: tag, varint length, ``payload`` (bytes)."""
-    return _varint(field_number << 3 | _LENGTH_DELIMITED) + _varint(len(payload)) + payload
+def _size(chunks):
+    return sum(memoryview(chunk).nbytes for chunk in chunks)
+
+
+def length_delimited(field_number, chunks):
+    """One length-delimited field holding ``chunks`` (a list of bytes-like objects): tag,
+    varint length, the chunks themselves (not copied)."""
+    return [_varint(field_number << 3 | _LENGTH_DELIMITED) + _varint(_size(chunks))] + chunks
 
 
 def _packed(field_number, array, little_endian_type):
-    """A packed repeated float/double field holding ``array`` (nothing when it is empty, as
-    protobuf writes an empty repeated field)."""
+    """A packed repeated float/double field holding ``array``, the array's own memory when it
+    already has that type (nothing at all when it is empty, as protobuf writes it)."""
     if array is None or array.size == 0:
-        return b''
+        return []
     values = np.ascontiguousarray(array, dtype=little_endian_type)
-    return length_delimited(field_number, values.tobytes())
+    return length_delimited(field_number, [memoryview(values).cast('B')])
+
+
+def _without(message, drop):
+    """A copy of ``message`` without the set fields whose number ``drop`` accepts."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    for descriptor, _ in copy.ListFields():
+        if drop(descriptor.number):
+            copy.ClearField(descriptor.name)
+    return copy
 
 
 def split_serialize(message, field_number):
@@ -52,22 +67,12 @@ def split_serialize(message, field_number):
     return head.SerializeToString(), tail.SerializeToString()
 
 
-def _without(message, drop):
-    """A copy of ``message`` without the set fields whose number ``drop`` accepts."""
-    copy = type(message)()
-    copy.CopyFrom(message)
-    for descriptor, _ in copy.ListFields():
-        if drop(descriptor.number):
-            copy.ClearField(descriptor.name)
-    return copy
-
-
-def blob_proto_bytes(data, diff=None, legacy_shape=False, double=None):
-    """A serialized BlobProto of ``data`` (and ``diff``): its shape as ``shape`` (none for a
-    0-axis array, as Caffe's Blob::ToProto writes it) or, with ``legacy_shape``, as the 4-D
-    num/channels/height/width of an array of at most 4 axes (padded with leading ones); values
-    as float ``data``/``diff``, or ``double_data``/``double_diff`` when ``double`` (default:
-    when ``data`` is float64)."""
+def blob_proto_chunks(data, diff=None, legacy_shape=False, double=None):
+    """A serialized BlobProto of ``data`` (and ``diff``), as a list of bytes-like chunks: its
+    shape as ``shape`` (none for a 0-axis array, as Caffe's Blob::ToProto writes it) or, with
+    ``legacy_shape``, as the 4-D num/channels/height/width of an array of at most 4 axes
+    (padded with leading ones); values as float ``data``/``diff``, or
+    ``double_data``/``double_diff`` when ``double`` (default: when ``data`` is float64)."""
     data = np.asarray(data)
     if double is None:
         double = data.dtype == np.float64
@@ -81,13 +86,21 @@ def blob_proto_bytes(data, diff=None, legacy_shape=False, double=None):
     head, shape = split_serialize(frame, _BLOB_DATA)
     diff = None if diff is None else np.asarray(diff)
     if double:
-        return (head + shape + _packed(_BLOB_DOUBLE_DATA, data, '<f8')
+        return ([head, shape] + _packed(_BLOB_DOUBLE_DATA, data, '<f8')
                 + _packed(_BLOB_DOUBLE_DIFF, diff, '<f8'))
-    return head + _packed(_BLOB_DATA, data, '<f4') + _packed(_BLOB_DIFF, diff, '<f4') + shape
+    return [head] + _packed(_BLOB_DATA, data, '<f4') + _packed(_BLOB_DIFF, diff, '<f4') + [shape]
 
 
-def spliced_bytes(message, field_number, parts):
-    """``message`` serialized with the repeated message field ``field_number`` replaced by
-    ``parts``, each an already serialized element."""
+def spliced_chunks(message, field_number, parts):
+    """``message`` serialized, as chunks, with the repeated message field ``field_number``
+    replaced by ``parts``, each an already serialized element (a list of chunks)."""
     head, tail = split_serialize(message, field_number)
-    return head + b''.join(length_delimited(field_number, part) for part in parts) + tail
+    chunks = [head]
+    for part in parts:
+        chunks += length_delimited(field_number, part)
+    return chunks + [tail]
+
+
+def join(chunks):
+    """The chunks as one bytes object."""
+    return b''.join(chunks)

@@ -10,7 +10,7 @@ import caffelite as caffe
 from caffelite import io
 from caffelite.prototxt import parse_prototxt_text
 from caffelite.proto import caffelite_pb2 as pb
-from caffelite.proto_wire import blob_proto_bytes
+from caffelite.proto_wire import blob_proto_chunks, join
 from caffelite.solvers import get_solver
 from caffelite.solvers.snapshot import SolverStateData, read_state, write_state_binary
 
@@ -146,7 +146,7 @@ def test_caffemodel_bytes_equal_protobufs_own(tmp_path):
         blob.diff[...] = np.random.default_rng(3).standard_normal(blob.shape)
     for write_diff in (False, True):
         expected = caffe_net_proto(net, write_diff).SerializeToString()
-        assert io.net_proto_bytes(net, write_diff) == expected
+        assert join(io.net_proto_chunks(net, write_diff)) == expected
     net.save(str(tmp_path / 'fast.caffemodel'))
     assert (tmp_path / 'fast.caffemodel').read_bytes() == \
         caffe_net_proto(net).SerializeToString()
@@ -157,13 +157,13 @@ def test_blob_bytes_parse_back_to_equal_arrays():
     for shape in [(), (1,), (3, 4), (2, 3, 4, 5), (2, 1, 3, 1, 2)]:
         data = rng.standard_normal(shape).astype(np.float32)
         diff = rng.standard_normal(shape).astype(np.float32)
-        raw = blob_proto_bytes(data, diff)
+        raw = join(blob_proto_chunks(data, diff))
         assert raw == slow_blob_proto(data, diff).SerializeToString()
         proto = pb.BlobProto.FromString(raw)
         np.testing.assert_array_equal(io.array_from_blob_proto(proto), data)
         np.testing.assert_array_equal(io.blobproto_to_array(proto, return_diff=True), diff)
     double = rng.standard_normal((2, 3))
-    proto = pb.BlobProto.FromString(blob_proto_bytes(double))
+    proto = pb.BlobProto.FromString(join(blob_proto_chunks(double)))
     assert len(proto.data) == 0 and list(proto.double_data) == list(double.ravel())
     assert proto.shape.dim == [2, 3]
 

@@ -14,7 +14,7 @@ import numpy as np
 from .. import io
 from ..errors import CaffeliteError
 from ..prototxt import read_proto_binary
-from ..proto_wire import blob_proto_bytes, spliced_bytes
+from ..proto_wire import blob_proto_chunks, spliced_chunks
 from ..proto import caffelite_pb2 as pb
 
 
@@ -31,9 +31,9 @@ def write_state_binary(path, state):
     float64 (Caffe's Blob<Dtype>::ToProto), written straight from the arrays."""
     proto = pb.SolverState(iter=state.iter, learned_net=state.learned_net,
                            current_step=state.current_step)
-    history = [blob_proto_bytes(array) for array in state.history]
-    io.write_proto_atomic(path, spliced_bytes(proto, pb.SolverState.HISTORY_FIELD_NUMBER,
-                                              history))
+    history = [blob_proto_chunks(array) for array in state.history]
+    io.write_proto_atomic(path, spliced_chunks(proto, pb.SolverState.HISTORY_FIELD_NUMBER,
+                                               history))
 
 
 def write_state_hdf5(path, state):
