@@ -17,6 +17,7 @@ from . import io
 from .blob import Blob
 from .errors import CaffeliteError, LayerError, layer_context
 from .layers import create_layer
+from .layers.python_layer import python_layer_error
 from .net_rules import filter_net, insert_splits
 from .prototxt import read_prototxt
 from .proto import caffelite_pb2 as pb
@@ -127,11 +128,8 @@ class Net:
             top_names = list(lp.top) + self._automatic_tops(layer, top)
             try:
                 layer.set_up(bottom, top)
-            except (CaffeliteError, ValueError, IndexError) as err:
-                self._fail(lp, str(err))
-            except Exception as err:  # e.g. a user's Python layer failing in setup
-                raise CaffeliteError(f'{layer_context(lp, self.source)}: setup failed: '
-                                     f'{type(err).__name__}: {err}') from err
+            except Exception as err:  # noqa: BLE001 - each kind is reported by _layer_failed
+                self._layer_failed(lp, layer, err, setup=True)
             self.layers.append(layer)
             self._layer_names.append(lp.name)
             self.bottom_vecs.append(bottom)
@@ -288,11 +286,25 @@ class Net:
         except ValueError:
             raise CaffeliteError(f'{self.source}: no layer named "{name}"') from None
 
+    def _layer_failed(self, layer_param, layer, err, setup=False):
+        """Raise ``err`` of a layer naming the layer. A Python layer's own exception keeps
+        its type (see python_layer_error); a built-in layer's LayerError or ValueError (and in
+        setup IndexError) becomes a CaffeliteError; in setup, any other error too."""
+        context = layer_context(layer_param, self.source)
+        if layer.type == 'Python' and not isinstance(err, CaffeliteError):
+            raise python_layer_error(err, context) from err
+        if isinstance(err, (LayerError, ValueError) + ((CaffeliteError, IndexError)
+                                                        if setup else ())):
+            self._fail(layer_param, str(err))
+        if setup:
+            raise CaffeliteError(f'{context}: setup failed: {type(err).__name__}: {err}') from err
+        raise err
+
     def _run_layer(self, i, method):
         try:
             method()
-        except (LayerError, ValueError) as err:
-            self._fail(self.param.layer[i], str(err))
+        except Exception as err:  # noqa: BLE001 - each kind is reported by _layer_failed
+            self._layer_failed(self.param.layer[i], self.layers[i], err)
 
     def forward_from_to(self, start, end):
         """Reshape and forward layers start..end (inclusive); return their weighted loss."""
