@@ -77,7 +77,10 @@ class SyncedArray:
         return view
 
     def set(self, array):
-        """Write ``array`` (NumPy or CuPy, of this shape) into the buffer on its own side."""
+        """Write ``array`` (NumPy or CuPy, of this shape) into the buffer on its own side
+        (the host in CPU mode)."""
+        if backend.mode() == 'cpu':
+            array = backend.to_host(array)
         side = 'host' if isinstance(array, np.ndarray) else 'device'
         self.head = side                      # the old values need not be brought over
         view = self._view(side)

@@ -50,7 +50,8 @@ def write_proto_atomic(path, message):
     chunks = message if isinstance(message, list) else [message.SerializeToString()]
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
-            f.writelines(chunks)
+            for chunk in chunks:
+                f.write(chunk)
 
 
 def blob_proto_from_array(data, diff=None):
