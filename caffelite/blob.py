@@ -1,11 +1,19 @@
 """Blob: an N-D array of data and its gradient (diff), like Caffe's Blob.
 
-Storage follows Caffe's SyncedMemory: each array lives where it was last written (host NumPy
-or device CuPy) and moves only when the other side asks for it.
+Storage follows Caffe's SyncedMemory (:class:`SyncedArray`): each of data and diff has a host
+buffer and, in GPU mode, a device buffer; the latest values live where they were last
+accessed (host NumPy or device CuPy) and move only when the other side asks for them.
+
+Storage is persistent, as Caffe's: assigning an array (``blob.xdata = y``, ``blob.data = y``)
+writes INTO the buffer the blob already holds, so a view a script keeps
+(``out = net.blobs['prob'].data``) sees every later forward, backward and solver update.
+``reshape`` keeps the buffers while the new count fits their capacity (Caffe's
+Blob::Reshape reallocates only when the count grows beyond it); a same-count reshape keeps
+the very same memory, so an old view still aliases the blob.
 
 - ``blob.data`` / ``blob.diff``: NumPy arrays, writable, as in pycaffe (``data[...] = x``).
-- ``blob.xdata`` / ``blob.xdiff``: arrays on the current backend, for layers; assigning a whole
-  new array (of the blob's shape) is allowed and avoids a copy.
+- ``blob.xdata`` / ``blob.xdiff``: arrays on the current backend, for layers; assigning an
+  array of the blob's shape copies it into the storage (``y`` itself is not kept).
 """
 import math
 
@@ -18,6 +26,74 @@ from . import backend
 MAX_BLOB_COUNT = 2 ** 31 - 1
 
 
+class SyncedArray:
+    """One of a blob's two arrays (data or diff): Caffe's SyncedMemory.
+
+    A flat host buffer and a flat device buffer of ``capacity`` elements, each allocated
+    (zero-filled) on first use; ``head`` is the side holding the latest values ('host',
+    'device', or None before anything was written). Asking for one side hands out a view of
+    its buffer in the blob's shape and makes that side the head (the caller may write into
+    it, as Caffe's mutable_cpu_data / mutable_gpu_data)."""
+
+    __slots__ = ('dtype', 'capacity', 'shape', 'head', '_buffers', '_views')
+
+    def __init__(self, dtype, shape):
+        self.dtype = dtype
+        self.capacity = 0
+        self.head = None
+        self._buffers = {}                    # 'host' / 'device' -> flat buffer
+        self._views = {}                      # side -> the buffer as an array of ``shape``
+        self.reshape(shape)
+
+    def reshape(self, shape):
+        """Take the new shape; reallocate (lazily, zeros) only when it needs more room."""
+        self.shape = shape
+        count = shape_count(shape)
+        if count > self.capacity:
+            self.capacity, self.head = count, None
+            self._buffers, self._views = {}, {}
+        else:
+            self._views = {side: buf[:count].reshape(shape)
+                           for side, buf in self._buffers.items()}
+
+    def _view(self, side):
+        view = self._views.get(side)
+        if view is None:
+            module = np if side == 'host' else backend.xp()
+            buffer = module.zeros(self.capacity, self.dtype)
+            self._buffers[side] = buffer
+            view = self._views[side] = buffer[:shape_count(self.shape)].reshape(self.shape)
+        return view
+
+    def _sync_into(self, side):
+        """Copy the head's values into ``side``'s buffer (the bus crossing)."""
+        source = self._views[self.head]
+        if side == 'host':
+            source.get(out=self._views['host'])
+        else:
+            self._views['device'].set(source)
+
+    def get(self, host):
+        """The array on the host (NumPy) or on the current backend, brought up to date."""
+        side = 'host' if host or backend.mode() == 'cpu' else 'device'
+        view = self._view(side)
+        if self.head is not None and self.head != side:
+            self._sync_into(side)
+        self.head = side
+        return view
+
+    def set(self, array):
+        """Write ``array`` (NumPy or CuPy, of this shape) into the buffer on its own side
+        (the host in CPU mode)."""
+        if backend.mode() == 'cpu':
+            array = backend.to_host(array)
+        side = 'host' if isinstance(array, np.ndarray) else 'device'
+        self.head = side                      # the old values need not be brought over
+        view = self._view(side)
+        if array is not view:
+            backend.get_array_module(view).copyto(view, array, casting='unsafe')
+
+
 def shape_count(shape, start=0, end=None):
     """Caffe's Blob::count(start_axis, end_axis) on a shape: the product of shape[start:end]
     (1 for an empty range)."""
@@ -28,8 +104,8 @@ class Blob:
     def __init__(self, shape=(), dtype=np.float32):
         self.dtype = np.dtype(dtype)
         self._shape = tuple(int(s) for s in shape)
-        self._data = None
-        self._diff = None
+        self._data = SyncedArray(self.dtype, self._shape)
+        self._diff = SyncedArray(self.dtype, self._shape)
 
     # -- shape -----------------------------------------------------------------------------
     @property
@@ -58,7 +134,8 @@ class Blob:
         return axis + n if axis < 0 else axis
 
     def reshape(self, *shape):
-        """Change the shape; contents survive only when the element count is unchanged."""
+        """Change the shape (Caffe's Blob::Reshape): the storage, and its contents, are kept
+        while the new count fits the capacity; a larger count reallocates (zeros)."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = shape[0]
         shape = tuple(int(s) for s in shape)
@@ -69,10 +146,9 @@ class Blob:
                              f'than the {MAX_BLOB_COUNT} (INT_MAX) a blob may hold')
         if shape == self._shape:
             return
-        same_count = shape_count(shape) == self.count
         self._shape = shape
-        self._data = self._data.reshape(shape) if same_count and self._data is not None else None
-        self._diff = self._diff.reshape(shape) if same_count and self._diff is not None else None
+        self._data.reshape(shape)
+        self._diff.reshape(shape)
 
     # legacy 4-D accessors (pycaffe's num/channels/height/width)
     def _legacy(self, i):
@@ -87,26 +163,15 @@ class Blob:
     width = property(lambda self: self._legacy(3))
 
     # -- storage ---------------------------------------------------------------------------
-    def _zeros(self):
-        return backend.xp().zeros(self._shape, dtype=self.dtype)
-
-    def _place(self, array, host):
-        if array is None:
-            array = np.zeros(self._shape, self.dtype) if host else self._zeros()
-        return backend.to_host(array) if host else backend.to_device(array)
-
-    def _checked(self, array, what):
+    def _write(self, memory, array, what):
         if tuple(array.shape) != self._shape:
             raise ValueError(f'cannot set blob {what} of shape {tuple(array.shape)} '
                              f'into a blob of shape {self._shape}')
-        if array.dtype != self.dtype:
-            array = array.astype(self.dtype)
-        return array
+        memory.set(array)
 
     @property
     def data(self):
-        self._data = self._place(self._data, host=True)
-        return self._data
+        return self._data.get(host=True)
 
     @data.setter
     def data(self, value):
@@ -114,8 +179,7 @@ class Blob:
 
     @property
     def diff(self):
-        self._diff = self._place(self._diff, host=True)
-        return self._diff
+        return self._diff.get(host=True)
 
     @diff.setter
     def diff(self, value):
@@ -123,21 +187,19 @@ class Blob:
 
     @property
     def xdata(self):
-        self._data = self._place(self._data, host=False)
-        return self._data
+        return self._data.get(host=False)
 
     @xdata.setter
     def xdata(self, array):
-        self._data = self._checked(array, 'data')
+        self._write(self._data, array, 'data')
 
     @property
     def xdiff(self):
-        self._diff = self._place(self._diff, host=False)
-        return self._diff
+        return self._diff.get(host=False)
 
     @xdiff.setter
     def xdiff(self, array):
-        self._diff = self._checked(array, 'diff')
+        self._write(self._diff, array, 'diff')
 
     def __repr__(self):
         return f'<Blob {self._shape} {self.dtype}>'

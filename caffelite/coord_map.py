@@ -28,6 +28,11 @@ class AxisMismatchException(Exception):
     """Two maps act on different spatial axes."""
 
 
+class CropError(AssertionError, ValueError):
+    """``crop`` cannot align the tops: an AssertionError, as pycaffe's asserts raise (and a
+    ValueError, for callers that catch bad arguments as such)."""
+
+
 def conv_params(fn):
     """(axis, stride, dilated kernel extent, pad) of a Convolution/Pooling/Deconvolution
     Function, from its ``convolution_param``/``pooling_param`` dict or its own keywords."""
@@ -139,11 +144,11 @@ def crop(top_from, top_to):
                          'agree, there is nothing to crop')
     a, b = np.asarray(a), np.asarray(b)
     if not (a == 1).all():
-        raise ValueError(f'scale mismatch on crop (a = {a})')
+        raise CropError(f'scale mismatch on crop (a = {a})')
     if not (b <= 0).all():
-        raise ValueError(f'cannot crop negative offset (b = {b})')
+        raise CropError(f'cannot crop negative offset (b = {b})')
     if not (np.round(b) == b).all():
-        raise ValueError(f'cannot crop noninteger offset (b = {b})')
+        raise CropError(f'cannot crop noninteger offset (b = {b})')
     return L.Crop(top_from, top_to,
                   crop_param=dict(axis=axis + 1,     # +1: the first cropped axis
                                   offset=[int(v) for v in -np.round(b).astype(int)]))

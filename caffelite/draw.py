@@ -57,23 +57,44 @@ def get_edge_label(layer):
     return '""'
 
 
-def get_layer_label(layer, rankdir):
-    """'name (type)' plus kernel size, stride and pad for convolutions and poolings; the
-    parts stacked vertically when the graph runs left-right."""
+LEARNING_LAYERS = ('Convolution', 'Deconvolution', 'InnerProduct')
+
+
+def get_layer_lr_mult(layer):
+    """(weight lr_mult, bias lr_mult) of a Convolution, Deconvolution or InnerProduct layer;
+    1.0 where no ``param`` gives one."""
+    if layer.type not in LEARNING_LAYERS:
+        raise ValueError(f'{layer.type} layers do not have a learning rate multiplier')
+    if len(layer.param) > 2:
+        raise ValueError('Could not parse the learning rate multiplier')
+    mults = [spec.lr_mult for spec in layer.param]
+    return tuple(mults + [1.0] * (2 - len(mults)))
+
+
+def get_layer_label(layer, rankdir, display_lrm=False):
+    """'name (type)' plus kernel size, stride and pad for convolutions and poolings (and,
+    with ``display_lrm``, the lr multipliers of learning layers, unless both are 0); the parts
+    stacked vertically when the graph runs left-right."""
     sep = ' ' if rankdir in ('TB', 'BT') else '\\n'
+    parts = [layer.name]
     if layer.type in ('Convolution', 'Deconvolution'):
         conv = layer.convolution_param
-        return (f'"{layer.name}{sep}({layer.type}){sep}'
-                f'kernel size: {conv.kernel_size[0] if len(conv.kernel_size) else 1}{sep}'
-                f'stride: {conv.stride[0] if len(conv.stride) else 1}{sep}'
-                f'pad: {conv.pad[0] if len(conv.pad) else 0}"')
-    if layer.type == 'Pooling':
+        parts += [f'({layer.type})',
+                  f'kernel size: {conv.kernel_size[0] if len(conv.kernel_size) else 1}',
+                  f'stride: {conv.stride[0] if len(conv.stride) else 1}',
+                  f'pad: {conv.pad[0] if len(conv.pad) else 0}']
+    elif layer.type == 'Pooling':
         pool = layer.pooling_param
-        method = get_pooling_types_dict()[pool.pool]
-        return (f'"{layer.name}{sep}({method} {layer.type}){sep}'
-                f'kernel size: {pool.kernel_size}{sep}stride: {pool.stride}{sep}'
-                f'pad: {pool.pad}"')
-    return f'"{layer.name}{sep}({layer.type})"'
+        parts += [f'({get_pooling_types_dict()[pool.pool]} {layer.type})',
+                  f'kernel size: {pool.kernel_size}', f'stride: {pool.stride}',
+                  f'pad: {pool.pad}']
+    else:
+        parts.append(f'({layer.type})')
+    if display_lrm and layer.type in LEARNING_LAYERS:
+        weight_mult, bias_mult = get_layer_lr_mult(layer)
+        if weight_mult or bias_mult:
+            parts.append(f'lr mult: {weight_mult:.1f}, {bias_mult:.1f}')
+    return '"' + sep.join(parts) + '"'
 
 
 def choose_color_by_layertype(layertype):
@@ -101,8 +122,9 @@ def _included(layer, phase):
     return included
 
 
-def get_pydot_graph(caffe_net, rankdir, label_edges=True, phase=None):
-    """A pydot.Dot digraph of the net (layers of ``phase`` only, all when None)."""
+def get_pydot_graph(caffe_net, rankdir, label_edges=True, phase=None, display_lrm=False):
+    """A pydot.Dot digraph of the net (layers of ``phase`` only, all when None; learning
+    layers labelled with their lr multipliers with ``display_lrm``)."""
     pydot = _pydot()
     net = _net_param(caffe_net)
     graph = pydot.Dot(net.name or 'Net', graph_type='digraph', rankdir=rankdir)
@@ -115,7 +137,7 @@ def get_pydot_graph(caffe_net, rankdir, label_edges=True, phase=None):
                     and layer.bottom[0] == layer.top[0])
         style = dict(NEURON_LAYER_STYLE) if in_place else \
             dict(LAYER_STYLE_DEFAULT, fillcolor=choose_color_by_layertype(layer.type))
-        nodes[node_name] = pydot.Node(get_layer_label(layer, rankdir), **style)
+        nodes[node_name] = pydot.Node(get_layer_label(layer, rankdir, display_lrm), **style)
         for bottom in layer.bottom:
             nodes[bottom + '_blob'] = pydot.Node(bottom, **BLOB_STYLE)
             edges.append((bottom + '_blob', node_name, '""'))
@@ -130,10 +152,10 @@ def get_pydot_graph(caffe_net, rankdir, label_edges=True, phase=None):
     return graph
 
 
-def draw_net(caffe_net, rankdir, ext='png', phase=None):
+def draw_net(caffe_net, rankdir, ext='png', phase=None, display_lrm=False):
     """The drawing as bytes in format ``ext`` (png, svg, pdf, ... through Graphviz; dot/gv
     give the graph source without Graphviz)."""
-    graph = get_pydot_graph(caffe_net, rankdir, phase=phase)
+    graph = get_pydot_graph(caffe_net, rankdir, phase=phase, display_lrm=display_lrm)
     if ext in _SOURCE_FORMATS:
         return graph.to_string().encode('utf-8')
     try:
@@ -148,10 +170,10 @@ def draw_net(caffe_net, rankdir, ext='png', phase=None):
         raise CaffeliteError(f'Graphviz could not render the net as .{ext}: {err}') from None
 
 
-def draw_net_to_file(caffe_net, filename, rankdir='LR', phase=None):
+def draw_net_to_file(caffe_net, filename, rankdir='LR', phase=None, display_lrm=False):
     """Draw the net into ``filename``; its extension picks the format."""
     filename = str(filename)
     ext = filename[filename.rfind('.') + 1:] if '.' in filename else 'png'
-    data = draw_net(caffe_net, rankdir, ext, phase)
+    data = draw_net(caffe_net, rankdir, ext, phase, display_lrm)
     with open(filename, 'wb') as f:
         f.write(data)

@@ -20,6 +20,7 @@ import numpy as np
 from .blob import shape_count
 from .errors import CaffeliteError
 from .prototxt import read_proto_binary
+from .proto_wire import blob_proto_chunks, join, spliced_chunks
 from .upgrade import upgrade_net_param
 from .proto import caffelite_pb2 as pb
 
@@ -74,40 +75,50 @@ def atomic_path(path):
 
 
 def write_proto_atomic(path, message):
+    """Write a message, or its serialization as a list of bytes-like chunks (proto_wire), to
+    ``path`` atomically."""
+    chunks = message if isinstance(message, list) else [message.SerializeToString()]
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
-            f.write(message.SerializeToString())
+            for chunk in chunks:
+                f.write(chunk)
 
 
 def blob_proto_from_array(data, diff=None):
-    """A BlobProto with ``shape`` and float data (and diff), as Caffe writes them."""
-    data = np.asarray(data)
-    proto = pb.BlobProto()
-    proto.shape.dim.extend(data.shape)
-    proto.data.extend(data.astype(np.float32).ravel())
-    if diff is not None:
-        proto.diff.extend(np.asarray(diff, np.float32).ravel())
-    return proto
+    """A BlobProto with ``shape`` (none for a 0-axis array) and float data (and diff), as
+    Caffe's Blob::ToProto writes them."""
+    return pb.BlobProto.FromString(join(blob_proto_chunks(data, diff, double=False)))
+
+
+def _has_legacy_shape(proto):
+    return any(proto.HasField(f) for f in ('num', 'channels', 'height', 'width'))
 
 
 def blob_proto_shape(proto):
-    """The shape of a BlobProto: its ``shape`` field, or the legacy num/channels/height/width."""
-    if proto.HasField('shape'):
-        return tuple(proto.shape.dim)
-    if any(proto.HasField(f) for f in ('num', 'channels', 'height', 'width')):
+    """The shape of a BlobProto as Caffe's Blob::FromProto reads it: the legacy 4-D
+    num/channels/height/width when any of them is set, else ``shape``'s dims (none: a
+    0-axis blob of one value, as Caffe writes a channel-shared PReLU slope)."""
+    if _has_legacy_shape(proto):
         return (proto.num, proto.channels, proto.height, proto.width)
-    return (len(proto.data) or len(proto.double_data),)
+    return tuple(proto.shape.dim)
+
+
+class BlobProtoSizeError(CaffeliteError, ValueError):
+    """A BlobProto's values do not fill its shape (a ValueError, as pycaffe's reshape raises)."""
+
+
+def _shaped(proto, values, dtype, what='values'):
+    shape = blob_proto_shape(proto)
+    array = np.asarray(values, dtype=dtype)
+    if array.size != int(np.prod(shape)):
+        raise BlobProtoSizeError(f'BlobProto holds {array.size} {what} but its shape {shape} '
+                                 f'needs {int(np.prod(shape))}')
+    return array.reshape(shape)
 
 
 def array_from_blob_proto(proto, dtype=np.float32):
     """The data of a BlobProto as an array of its shape (float or double data)."""
-    shape = blob_proto_shape(proto)
-    values = proto.double_data if len(proto.double_data) else proto.data
-    array = np.asarray(values, dtype=dtype)
-    if array.size != int(np.prod(shape)):
-        raise CaffeliteError(f'BlobProto holds {array.size} values but its shape {shape} '
-                             f'needs {int(np.prod(shape))}')
-    return array.reshape(shape)
+    return _shaped(proto, proto.double_data if len(proto.double_data) else proto.data, dtype)
 
 
 def _legacy_shape_matches(proto_shape, legacy, target):
@@ -119,17 +130,36 @@ def _legacy_shape_matches(proto_shape, legacy, target):
     return tuple(proto_shape) == padded
 
 
+def net_proto_chunks(net, write_diff=False):
+    """The serialized NetParameter of ``net`` with every layer's parameters and blobs
+    (Caffe's Net::ToProto), as chunks (proto_wire) holding the parameter arrays' memory."""
+    layers = []
+    for lp, layer in zip(net.param.layer, net.layers):
+        blobs = [blob_proto_chunks(blob.data, blob.diff if write_diff else None, double=False)
+                 for blob in layer.blobs]
+        layers.append(spliced_chunks(lp, pb.LayerParameter.BLOBS_FIELD_NUMBER, blobs))
+    return spliced_chunks(pb.NetParameter(name=net.name), pb.NetParameter.LAYER_FIELD_NUMBER,
+                          layers)
+
+
 def net_to_proto(net, write_diff=False):
     """NetParameter with every layer's parameters and blobs (Caffe's Net::ToProto)."""
-    param = pb.NetParameter(name=net.name)
-    for lp, layer in zip(net.param.layer, net.layers):
-        out = param.layer.add()
-        out.CopyFrom(lp)
-        del out.blobs[:]
-        for blob in layer.blobs:
-            out.blobs.add().CopyFrom(blob_proto_from_array(
-                blob.data, blob.diff if write_diff else None))
-    return param
+    return pb.NetParameter.FromString(join(net_proto_chunks(net, write_diff)))
+
+
+def is_hdf5(path):
+    """Whether ``path`` is an HDF5 file, judged by its content as Caffe does (H5Fis_hdf5):
+    the HDF5 signature at byte 0, 512, 1024, 2048, ... (the superblock's possible places)."""
+    signature = b'\x89HDF\r\n\x1a\n'
+    with open(path, 'rb') as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset + len(signature) <= size:
+            f.seek(offset)
+            if f.read(len(signature)) == signature:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
 
 
 def _source_layers(path):
@@ -138,12 +168,18 @@ def _source_layers(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CaffeliteError(f'weights file {path} does not exist')
-    if path.endswith(('.h5', '.hdf5')):
+    if is_hdf5(path):
         return _hdf5_source_layers(path)
-    param = upgrade_net_param(read_proto_binary(path, pb.NetParameter()), path)
+    try:
+        param = upgrade_net_param(read_proto_binary(path, pb.NetParameter()), path)
+    except CaffeliteError as err:
+        if path.endswith(('.h5', '.hdf5')):   # named as HDF5, but its content is not
+            raise CaffeliteError(f'weights file {path} is not HDF5 (by its content), and as a '
+                                 f'binary proto: {err}') from None
+        raise
     result = []
     for layer in param.layer:
-        blobs = [(blob_proto_shape(b), not b.HasField('shape'),
+        blobs = [(blob_proto_shape(b), _has_legacy_shape(b),
                   np.asarray(b.double_data if len(b.double_data) else b.data))
                  for b in layer.blobs]
         result.append((layer.name, blobs))
@@ -257,10 +293,7 @@ def write_mean_binaryproto(path, array):
     if array.ndim != 4 or array.shape[0] != 1:
         raise CaffeliteError(f'a mean image must be C x H x W or 1 x C x H x W, got shape '
                              f'{array.shape}')
-    proto = pb.BlobProto(num=1, channels=array.shape[1], height=array.shape[2],
-                         width=array.shape[3])
-    proto.data.extend(array.ravel())
-    write_proto_atomic(path, proto)
+    write_proto_atomic(path, blob_proto_chunks(array, legacy_shape=True))
 
 
 # -- pycaffe's caffe.io ---------------------------------------------------------------------
@@ -269,16 +302,13 @@ def write_mean_binaryproto(path, array):
 
 
 def blobproto_to_array(blob, return_diff=False):
-    """A BlobProto's data (or diff) as a float64 array of its shape (``shape``, or the
-    legacy num/channels/height/width), as pycaffe returns it."""
+    """A BlobProto's data (or diff) as a float64 array of its shape, as pycaffe returns it:
+    the legacy num/channels/height/width when set, else ``shape`` (none: a 0-axis array).
+    (pycaffe reads only the float fields; double_data/double_diff are read here too.)"""
     if not return_diff:
         return array_from_blob_proto(blob, np.float64)
-    values = np.asarray(blob.double_diff if len(blob.double_diff) else blob.diff, np.float64)
-    shape = blob_proto_shape(blob)
-    if values.size != int(np.prod(shape)):
-        raise CaffeliteError(f'BlobProto holds {values.size} diff values but its shape '
-                             f'{shape} needs {int(np.prod(shape))}')
-    return values.reshape(shape)
+    return _shaped(blob, blob.double_diff if len(blob.double_diff) else blob.diff, np.float64,
+                   'diff values')
 
 
 def array_to_blobproto(arr, diff=None):

@@ -13,10 +13,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import backend, io
+from . import io
 from .blob import Blob
 from .errors import CaffeliteError, LayerError, layer_context
 from .layers import create_layer
+from .layers.python_layer import python_layer_error
 from .net_rules import filter_net, insert_splits
 from .prototxt import read_prototxt
 from .proto import caffelite_pb2 as pb
@@ -82,6 +83,8 @@ class Net:
         self._tops_by_layer = []              # top names per layer index (layer names repeat)
         self.blob_loss_weights = OrderedDict()
         self._loss_tops = []                  # (layer index, top index, weight)
+        self._loss_tops_by_layer = {}         # layer index -> [(top index, weight)]
+        self._loss_diff_shapes = {}           # (layer, top) -> shape its weight was written at
         self.inputs = []
         self.learnable_params, self.params_lr, self.params_weight_decay = [], [], []
         self._param_owner_by_name = {}        # ParamSpec name -> (layer index, blob index)
@@ -125,11 +128,8 @@ class Net:
             top_names = list(lp.top) + self._automatic_tops(layer, top)
             try:
                 layer.set_up(bottom, top)
-            except (CaffeliteError, ValueError, IndexError) as err:
-                self._fail(lp, str(err))
-            except Exception as err:  # e.g. a user's Python layer failing in setup
-                raise CaffeliteError(f'{layer_context(lp, self.source)}: setup failed: '
-                                     f'{type(err).__name__}: {err}') from err
+            except Exception as err:  # noqa: BLE001 - each kind is reported by _layer_failed
+                self._layer_failed(lp, layer, err, setup=True)
             self.layers.append(layer)
             self._layer_names.append(lp.name)
             self.bottom_vecs.append(bottom)
@@ -175,9 +175,18 @@ class Net:
                                                                 else 0.0)
             if weight:
                 self._loss_tops.append((i, j, float(weight)))
+                self._loss_tops_by_layer.setdefault(i, []).append((j, float(weight)))
                 self.blob_loss_weights[name] = float(weight)
+                self._write_loss_weight(i, j, float(weight))
             else:
                 self.blob_loss_weights.setdefault(name, 0.0)
+
+    def _write_loss_weight(self, i, j, weight):
+        """Caffe's SetLossWeights for top j of layer i: its diff holds the loss weight, which
+        forward uses to weigh the loss and backward starts from."""
+        top = self.top_vecs[i][j]
+        top.xdiff.fill(weight)
+        self._loss_diff_shapes[(i, j)] = top.shape
 
     def _append_params(self, i, layer, lp):
         """Register the layer's parameter blobs (sharing by ParamSpec name); return whether
@@ -277,11 +286,25 @@ class Net:
         except ValueError:
             raise CaffeliteError(f'{self.source}: no layer named "{name}"') from None
 
+    def _layer_failed(self, layer_param, layer, err, setup=False):
+        """Raise ``err`` of a layer naming the layer. A Python layer's own exception keeps
+        its type (see python_layer_error); a built-in layer's LayerError or ValueError (and in
+        setup IndexError) becomes a CaffeliteError; in setup, any other error too."""
+        context = layer_context(layer_param, self.source)
+        if layer.type == 'Python' and not isinstance(err, CaffeliteError):
+            raise python_layer_error(err, context) from err
+        if isinstance(err, (LayerError, ValueError) + ((CaffeliteError, IndexError)
+                                                        if setup else ())):
+            self._fail(layer_param, str(err))
+        if setup:
+            raise CaffeliteError(f'{context}: setup failed: {type(err).__name__}: {err}') from err
+        raise err
+
     def _run_layer(self, i, method):
         try:
             method()
-        except (LayerError, ValueError) as err:
-            self._fail(self.param.layer[i], str(err))
+        except Exception as err:  # noqa: BLE001 - each kind is reported by _layer_failed
+            self._layer_failed(self.param.layer[i], self.layers[i], err)
 
     def forward_from_to(self, start, end):
         """Reshape and forward layers start..end (inclusive); return their weighted loss."""
@@ -290,13 +313,17 @@ class Net:
                 callback(i)
             layer, bottom, top = self.layers[i], self.bottom_vecs[i], self.top_vecs[i]
             self._run_layer(i, lambda: layer.reshape(bottom, top))
+            for j, weight in self._loss_tops_by_layer.get(i, ()):
+                if top[j].shape != self._loss_diff_shapes[(i, j)]:
+                    self._write_loss_weight(i, j, weight)      # reshaped: weigh it anew
             self._run_layer(i, lambda: layer.forward(bottom, top))
             for callback in self._after_forward:
                 callback(i)
         loss = 0.0
-        for i, j, weight in self._loss_tops:
+        for i, j, _ in self._loss_tops:
             if start <= i <= end:
-                loss += weight * float(self.top_vecs[i][j].xdata.sum())
+                top = self.top_vecs[i][j]             # sum(weight * top), the weight in the diff
+                loss += float((top.xdata.astype(np.float64, copy=False) * top.xdiff).sum())
         return loss
 
     def backward_from_to(self, start, end):
@@ -312,11 +339,10 @@ class Net:
                 callback(i)
 
     def seed_loss_diffs(self):
-        """Set each loss top's diff to its loss weight (where backward starts)."""
-        xp = backend.xp()
+        """Write each loss top's loss weight into its diff again, as set-up did (Caffe's
+        SetLossWeights); undoes a diff a script wrote there."""
         for i, j, weight in self._loss_tops:
-            top = self.top_vecs[i][j]
-            top.xdiff = xp.full(top.shape, weight, dtype=top.dtype)
+            self._write_loss_weight(i, j, weight)
 
     def forward(self, blobs=None, start=None, end=None, **inputs):
         """pycaffe's forward: set ``inputs`` (name=array), run, return the output blobs'
@@ -336,9 +362,10 @@ class Net:
         return {name: self.blobs[name].data for name in names}
 
     def backward(self, diffs=None, start=None, end=None, **top_diffs):
-        """pycaffe's backward: loss tops get their loss weight as diff, ``top_diffs`` set
-        output diffs; return the input blobs' diffs (plus those named in ``diffs``)."""
-        self.seed_loss_diffs()
+        """pycaffe's backward: ``top_diffs`` set output diffs (as does writing
+        ``blobs[name].diff``); every top's diff is used as it is, a loss top's holding its
+        loss weight unless a script overwrote it (as in Caffe). Returns the input blobs'
+        diffs (plus those named in ``diffs``)."""
         for name, array in top_diffs.items():
             if name not in self.blobs:
                 raise CaffeliteError(f'{self.source}: backward() got "{name}", which is not a '
@@ -354,7 +381,6 @@ class Net:
     def forward_backward(self):
         """One forward and one backward over the whole net; returns the loss."""
         loss = self.forward_from_to(0, len(self.layers) - 1)
-        self.seed_loss_diffs()
         self.backward_from_to(len(self.layers) - 1, 0)
         return loss
 
@@ -375,7 +401,7 @@ class Net:
 
     def save(self, path):
         """Write the net and its weights as a binary .caffemodel (atomically)."""
-        io.write_proto_atomic(path, io.net_to_proto(self))
+        io.write_proto_atomic(path, io.net_proto_chunks(self))
 
     def save_hdf5(self, path):
         io.save_weights_hdf5(self, path)

@@ -15,8 +15,11 @@ def test_blob_shape_reshape_and_pycaffe_views():
     b.data[...] = 1.5
     b.reshape(6, 20)                       # same count: contents kept
     assert b.data.shape == (6, 20) and (b.data == 1.5).all()
-    b.reshape(3, 3)                        # new count: fresh zeros
-    assert (b.data == 0).all() and b.diff.shape == (3, 3)
+    b.reshape(3, 3)                        # smaller count: Caffe keeps the memory
+    assert (b.data == 1.5).all() and b.diff.shape == (3, 3)
+    b.reshape(11, 11)                      # beyond the capacity: fresh zeros
+    assert (b.data == 0).all()
+    b.reshape(3, 3)
     assert b.canonical_axis(-1) == 1
     with pytest.raises(ValueError, match='cannot set blob data'):
         b.xdata = np.zeros((2, 2))

@@ -21,7 +21,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / 'caffelite'
 LEVELS = [
     (0, ['caffelite.proto', 'caffelite.errors']),
     (1, ['caffelite.backend', 'caffelite.blob', 'caffelite.filler', 'caffelite.prototxt',
-         'caffelite.upgrade', 'caffelite.worker', 'caffelite.net_spec', 'caffelite.io']),
+         'caffelite.upgrade', 'caffelite.worker', 'caffelite.net_spec', 'caffelite.io',
+         'caffelite.proto_wire']),
     (2, ['caffelite.data']),
     (3, ['caffelite.layers']),
     (4, ['caffelite.net', 'caffelite.net_rules', 'caffelite.gradient_check',

@@ -28,6 +28,9 @@ def parse_args(argv=None):
     parser.add_argument('--phase', default='ALL',
                         help='Which network phase to draw: can be TRAIN, TEST, or ALL. If '
                              'ALL, then all layers are drawn regardless of phase.')
+    parser.add_argument('--display_lrm', action='store_true',
+                        help='Show the learning rate multipliers, when non-zero, of the '
+                             'learning layers (Convolution, Deconvolution, InnerProduct).')
     return parser.parse_args(argv)
 
 
@@ -40,7 +43,8 @@ def main(argv=None):
     try:
         net = read_prototxt(args.input_net_proto_file, pb.NetParameter())
         print(f'Drawing net to {args.output_image_file}')
-        draw.draw_net_to_file(net, args.output_image_file, args.rankdir, PHASES[args.phase])
+        draw.draw_net_to_file(net, args.output_image_file, args.rankdir, PHASES[args.phase],
+                              args.display_lrm)
     except (CaffeliteError, ValueError, OSError) as err:
         print(f'draw_net: {err}', file=sys.stderr)
         return 1

@@ -573,7 +573,8 @@ class ScaleLayer(_BroadcastLayer):
 
     def forward(self, bottom, top):
         scale, bias = self._operands(bottom)
-        self._x = bottom[0].xdata  # kept for backward: in place, top overwrites the bottom
+        # kept for backward: in place, the top overwrites the bottom's storage
+        self._x = bottom[0].xdata.copy() if top[0] is bottom[0] else bottom[0].xdata
         y = self.split3(self._x) * self.column(scale.xdata)
         if bias is not None:
             y += self.column(bias.xdata)

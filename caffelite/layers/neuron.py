@@ -1,10 +1,11 @@
 """Element-wise (neuron) layers: one bottom, one top of the same shape, Caffe 1.0 semantics.
 
-Every layer here works in place (top is the same Blob as bottom). Forward assigns a new array
-to the top, so the input array itself is never overwritten; a layer whose backward needs x
-keeps a reference to the input array (``self._x``), one that needs y keeps its own output
-array (``self._y``). Backward therefore reads exactly what its own forward saw and produced,
-even when later in-place layers replace the blob's contents.
+Every layer here works in place (top is the same Blob as bottom). A top's storage is
+persistent (forward writes into it), so a layer whose backward needs x keeps the input array
+(``self._x``; a copy when in place, as the top overwrites it), one that needs y keeps its own
+output array (``self._y``, computed before it is written into the top). Backward therefore
+reads exactly what its own forward saw and produced, even when later in-place layers
+overwrite the blob's contents.
 """
 import numpy as np
 
@@ -29,7 +30,7 @@ class NeuronLayer(Layer):
         x = bottom[0].xdata
         xp = backend.get_array_module(x)
         y = self.compute(xp, x)
-        self._x = x if self.keep_x else None
+        self._x = (x.copy() if top[0] is bottom[0] else x) if self.keep_x else None
         self._y = y if self.keep_y else None
         top[0].xdata = y
 

@@ -19,6 +19,12 @@ Blobs' ``.data`` / ``.diff`` are NumPy arrays to read and write in place; ``self
 ``self.phase`` (caffelite.TRAIN / TEST) and ``self.layer_param`` are set before setup;
 ``self.blobs.add_blob(*shape)`` adds a parameter blob (pycaffe's API).
 
+As in Caffe, ``setup`` runs before anything else is asked of the class (it may define methods
+on the instance); a layer still without ``reshape`` or ``forward`` after it is refused then.
+An exception the user's code raises in setup, reshape, forward or backward reaches the caller
+as an exception of its own type (an ``except RuntimeError`` still catches it) that is also a
+CaffeliteError and names the layer (:func:`python_layer_error`).
+
 At setup the layer object *becomes* an instance of the user's class (its ``__class__`` is
 set), so the Net and ``net.layers[i]`` hold the user's object itself, with its own methods
 and attributes (pycaffe gives the same object back). If the class defines ``__init__``,
@@ -29,7 +35,7 @@ import os
 import sys
 
 from ..blob import Blob
-from ..errors import LayerError
+from ..errors import CaffeliteError, LayerError
 from .base import Layer, register
 
 
@@ -94,11 +100,53 @@ def load_layer_class(module, name, source_dir):
     if not isinstance(cls, type) or not issubclass(cls, Layer) or issubclass(cls, PythonLayer):
         raise LayerError(f'python_param: {module}.{name} must be a class derived from '
                          f'caffelite.Layer (import caffelite as caffe; class {name}(caffe.Layer))')
+    return cls
+
+
+def check_layer_methods(layer, module, name):
+    """After setup: the layer (its class, or setup on the instance) defines reshape and
+    forward."""
     for method in ('reshape', 'forward'):
-        if getattr(cls, method) is getattr(Layer, method):
+        if getattr(type(layer), method) is getattr(Layer, method) and method not in vars(layer):
             raise LayerError(f'python_param: {module}.{name} does not define {method}(bottom, '
                              f'top)')
-    return cls
+
+
+_NAMED_TYPES = {}
+
+
+def _named_type(cls):
+    """A subclass of ``cls`` and CaffeliteError, shown under ``cls``'s own name (None where
+    ``cls`` cannot be subclassed so)."""
+    if cls not in _NAMED_TYPES:
+        try:
+            _NAMED_TYPES[cls] = type(cls.__name__, (cls, CaffeliteError),
+                                     {'__module__': cls.__module__,
+                                      '__qualname__': cls.__qualname__,
+                                      '__str__': lambda self: self.caffelite_message})
+        except TypeError:
+            _NAMED_TYPES[cls] = None
+    return _NAMED_TYPES[cls]
+
+
+def python_layer_error(err, context):
+    """The exception to raise for ``err``, raised by a Python layer's own code: an instance of
+    ``type(err)`` (pycaffe hands the caller the layer's exception) that is also a
+    CaffeliteError, its message '<context>: <type>: <err>' naming the layer; its attributes
+    and args are err's. Where the type cannot be extended, ``err`` itself with a note."""
+    message = f'{context}: {type(err).__name__}: {err}'
+    named = _named_type(type(err))
+    if named is not None:
+        try:
+            wrapped = named.__new__(named, *err.args)
+            wrapped.args = err.args
+            wrapped.__dict__.update(vars(err))
+            wrapped.caffelite_message = message
+            return wrapped.with_traceback(err.__traceback__)
+        except Exception:  # noqa: BLE001 - a type whose construction needs more; use a note
+            pass
+    err.add_note(message)
+    return err
 
 
 @register('Python')
@@ -120,6 +168,7 @@ class PythonLayer(Layer):
         if not isinstance(self.blobs, BlobVec):
             self.blobs = BlobVec(self.dtype, self.blobs)
         self.setup(bottom, top)
+        check_layer_methods(self, p.module, p.layer)
 
     def reshape(self, bottom, top):
         raise LayerError('Python layer used before setup')

@@ -466,7 +466,8 @@ class Solver:
                 io.save_weights_hdf5(self.net, model, self.param.snapshot_diff)
             else:
                 logger.info('Snapshotting to binary proto file %s', model)
-                io.write_proto_atomic(model, io.net_to_proto(self.net, self.param.snapshot_diff))
+                io.write_proto_atomic(model, io.net_proto_chunks(self.net,
+                                                                   self.param.snapshot_diff))
             state = SolverStateData(self.iter, model, self.current_step,
                                     [backend.to_host(h.xdata) for h in self.history])
             writing = path

@@ -14,6 +14,7 @@ import numpy as np
 from .. import io
 from ..errors import CaffeliteError
 from ..prototxt import read_proto_binary
+from ..proto_wire import blob_proto_chunks, spliced_chunks
 from ..proto import caffelite_pb2 as pb
 
 
@@ -25,25 +26,14 @@ class SolverStateData:
     history: list = field(default_factory=list)     # host NumPy arrays
 
 
-def _blob_proto(array):
-    """BlobProto of ``array``: float data for float32, double_data for float64 (Caffe's
-    Blob<Dtype>::ToProto)."""
-    array = np.asarray(array)
-    proto = pb.BlobProto()
-    proto.shape.dim.extend(array.shape)
-    if array.dtype == np.float64:
-        proto.double_data.extend(array.ravel())
-    else:
-        proto.data.extend(array.astype(np.float32, copy=False).ravel())
-    return proto
-
-
 def write_state_binary(path, state):
+    """The SolverState proto; each history blob float data for float32, double_data for
+    float64 (Caffe's Blob<Dtype>::ToProto), written straight from the arrays."""
     proto = pb.SolverState(iter=state.iter, learned_net=state.learned_net,
                            current_step=state.current_step)
-    for array in state.history:
-        proto.history.add().CopyFrom(_blob_proto(array))
-    io.write_proto_atomic(path, proto)
+    history = [blob_proto_chunks(array) for array in state.history]
+    io.write_proto_atomic(path, spliced_chunks(proto, pb.SolverState.HISTORY_FIELD_NUMBER,
+                                               history))
 
 
 def write_state_hdf5(path, state):
@@ -125,11 +115,11 @@ def _read_hdf5(path):
 
 
 def read_state(path):
-    """The SolverStateData in ``path`` (HDF5 when it ends in .h5, as Caffe decides)."""
+    """The SolverStateData in ``path``: HDF5 or binary proto, judged by the file's content."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CaffeliteError(f'solver state {path} does not exist')
-    return _read_hdf5(path) if path.endswith('.h5') else _read_binary(path)
+    return _read_hdf5(path) if io.is_hdf5(path) else _read_binary(path)
 
 
 def find_learned_net(learned_net, state_path):
@@ -147,7 +137,7 @@ def find_learned_net(learned_net, state_path):
 
 def weight_layer_names(path):
     """Names of the layers holding parameter blobs in a .caffemodel or Caffe .h5 weights file."""
-    if path.endswith(('.h5', '.hdf5')):
+    if io.is_hdf5(path):
         import h5py
         with io.open_hdf5(path, 'weights file') as f:
             group = f.get('data')

@@ -1,0 +1,172 @@
+"""pycaffe's surface: the exception types pycaffe raises (coord_map's crop asserts, a Python
+layer's own exceptions), Python layers' setup-first order, and draw's display_lrm."""
+import textwrap
+
+import pytest
+
+import caffelite
+from caffelite import coord_map, draw
+from caffelite.errors import CaffeliteError
+from caffelite.net_spec import NetSpec, layers as L
+from caffelite.prototxt import parse_prototxt_text
+from caffelite.proto import caffelite_pb2 as pb
+
+
+# -- coord_map.crop ---------------------------------------------------------------------------
+def test_crop_checks_raise_assertion_error_as_pycaffe():
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 1, 8, 8]))
+    n.strided = L.Convolution(n.data, kernel_size=2, stride=2, num_output=1)
+    n.valid = L.Convolution(n.data, kernel_size=3, num_output=1)
+    n.even = L.Convolution(n.data, kernel_size=2, num_output=1)
+    with pytest.raises(AssertionError, match='scale mismatch'):
+        coord_map.crop(n.strided, n.data)
+    with pytest.raises(AssertionError, match='negative offset'):
+        coord_map.crop(n.valid, n.data)
+    with pytest.raises(AssertionError, match='noninteger offset'):
+        coord_map.crop(n.data, n.even)
+    assert coord_map.crop(n.data, n.valid) is not None
+
+
+# -- Python layers ----------------------------------------------------------------------------
+LAYERS = '''
+import caffelite as caffe
+
+
+class Failing(caffe.Layer):
+    """Raises self.error (a RuntimeError by default) in the method named by param_str."""
+    def setup(self, bottom, top):
+        self.where = self.param_str
+        self.fail('setup')
+
+    def fail(self, method):
+        if self.where == method:
+            error = RuntimeError(f'broke in {method}')
+            error.detail = 42
+            raise error
+
+    def reshape(self, bottom, top):
+        self.fail('reshape')
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        self.fail('forward')
+        top[0].data[...] = bottom[0].data
+
+    def backward(self, top, propagate_down, bottom):
+        self.fail('backward')
+        bottom[0].diff[...] = top[0].diff
+
+
+class KeyFailing(Failing):
+    def forward(self, bottom, top):
+        raise KeyError('missing')
+
+
+class ReshapeFromSetup(caffe.Layer):
+    """Defines reshape and forward only in setup, which Caffe calls first."""
+    def setup(self, bottom, top):
+        self.reshape = lambda bottom, top: top[0].reshape(*bottom[0].data.shape)
+        self.forward = self._forward
+
+    def _forward(self, bottom, top):
+        top[0].data[...] = 3 * bottom[0].data
+
+
+class NoReshape(caffe.Layer):
+    def setup(self, bottom, top):
+        pass
+
+    def forward(self, bottom, top):
+        pass
+'''
+
+
+def python_net(tmp_path, layer, param_str=''):
+    (tmp_path / 'surface_layers.py').write_text(LAYERS)
+    text = textwrap.dedent(f'''
+        name: "py" force_backward: true
+        input: "data" input_shape {{ dim: 2 dim: 3 }}
+        layer {{ name: "user" type: "Python" bottom: "data" top: "out"
+                 python_param {{ module: "surface_layers" layer: "{layer}"
+                                 param_str: "{param_str}" }} }}
+        layer {{ name: "loss" type: "EuclideanLoss" bottom: "out" bottom: "data"
+                 top: "loss" }}''')
+    path = tmp_path / 'py.prototxt'
+    path.write_text(text)
+    return lambda: caffelite.Net(str(path), caffelite.TRAIN)
+
+
+@pytest.mark.parametrize('method', ['setup', 'reshape', 'forward', 'backward'])
+def test_a_python_layers_exception_reaches_the_caller_as_its_own_type(tmp_path, method):
+    make = python_net(tmp_path, 'Failing', method)
+
+    def run():
+        net = make()
+        net.forward()
+        net.backward()
+
+    with pytest.raises(RuntimeError) as info:
+        run()
+    err = info.value
+    assert isinstance(err, CaffeliteError) and type(err).__name__ == 'RuntimeError'
+    assert f'broke in {method}' in str(err) and 'layer "user" (type Python)' in str(err)
+    assert 'py.prototxt' in str(err)
+    assert err.detail == 42 and err.args == (f'broke in {method}',)
+    assert isinstance(err.__cause__, RuntimeError)
+
+
+def test_a_python_layers_key_error_stays_a_key_error(tmp_path):
+    net = python_net(tmp_path, 'KeyFailing')()
+    with pytest.raises(KeyError, match='layer "user"'):
+        net.forward()
+
+
+def test_python_layer_setup_runs_before_its_methods_are_checked(tmp_path):
+    net = python_net(tmp_path, 'ReshapeFromSetup')()
+    net.blobs['data'].data[...] = 1
+    assert (net.forward(blobs=['out'])['out'] == 3).all()
+    with pytest.raises(CaffeliteError, match='NoReshape does not define reshape'):
+        python_net(tmp_path, 'NoReshape')()
+
+
+# -- draw ---------------------------------------------------------------------------------------
+DRAWN = '''name: "lrm"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 8 dim: 8 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        param { lr_mult: 1 } param { lr_mult: 2 }
+        convolution_param { num_output: 2 kernel_size: 3 } }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc"
+        inner_product_param { num_output: 3 } }
+layer { name: "frozen" type: "InnerProduct" bottom: "fc" top: "frozen"
+        param { lr_mult: 0 } param { lr_mult: 0 } inner_product_param { num_output: 3 } }
+'''
+
+
+def test_layer_labels_show_lr_multipliers_with_display_lrm():
+    param = parse_prototxt_text(DRAWN, pb.NetParameter())
+    conv, fc, frozen = param.layer[1], param.layer[2], param.layer[3]
+    assert draw.get_layer_label(conv, 'TB', display_lrm=True) == \
+        '"conv (Convolution) kernel size: 3 stride: 1 pad: 0 lr mult: 1.0, 2.0"'
+    assert draw.get_layer_label(fc, 'LR', display_lrm=True) == \
+        '"fc\\n(InnerProduct)\\nlr mult: 1.0, 1.0"'
+    assert 'lr mult' not in draw.get_layer_label(frozen, 'TB', display_lrm=True)
+    assert 'lr mult' not in draw.get_layer_label(conv, 'TB')
+    assert draw.get_layer_lr_mult(conv) == (1.0, 2.0)
+    with pytest.raises(ValueError):
+        draw.get_layer_lr_mult(param.layer[0])
+
+
+def test_draw_functions_take_display_lrm(tmp_path):
+    pytest.importorskip('pydot')
+    param = parse_prototxt_text(DRAWN, pb.NetParameter())
+    text = draw.get_pydot_graph(param, 'TB', display_lrm=True).to_string()
+    assert 'lr mult: 1.0, 2.0' in text
+    assert b'lr mult' in draw.draw_net(param, 'TB', ext='dot', display_lrm=True)
+    draw.draw_net_to_file(param, str(tmp_path / 'net.dot'), 'TB', None, True)
+    assert 'lr mult: 1.0, 2.0' in (tmp_path / 'net.dot').read_text()
+    from tools import draw_net as tool
+    (tmp_path / 'lrm.prototxt').write_text(DRAWN)
+    assert tool.main([str(tmp_path / 'lrm.prototxt'), str(tmp_path / 'tool.dot'),
+                      '--display_lrm']) == 0
+    assert 'lr mult' in (tmp_path / 'tool.dot').read_text()
