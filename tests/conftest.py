@@ -8,9 +8,19 @@
   as plain functions: the tests call them from module-level helpers and parametrized bodies,
   where a fixture cannot be called. This file puts that folder on ``sys.path`` so that
   ``import layer_testing`` works under every pytest import mode.
+- The ``array_backend`` fixture runs a test once per array backend: ``numpy`` (CPU mode),
+  ``fakegpu`` (GPU mode on caffelite.fakegpu: NumPy under CuPy's host/device rules, on any
+  machine) and ``cupy`` (GPU mode on a real GPU; marked ``gpu``, skipped without CuPy or a
+  device). A layer test module opts in with
+  ``pytestmark = pytest.mark.usefixtures('array_backend')``: its blobs are written and read
+  through ``blob.data`` / ``blob.diff`` (host arrays), so the same assertions and tolerances
+  hold on every backend. ``CAFFELITE_FAKE_GPU=1 python -m pytest tests`` runs every other
+  test in GPU mode on the fake device as well.
 """
 import os
 import sys
+
+import pytest
 
 MARKERS = {
     'mpi': 'starts several workers under mpiexec (needs mpi4py and an MPI runtime)',
@@ -22,7 +32,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+from backend_testing import FAKE_GPU_VARIABLE, use_backend  # noqa: E402
+
 
 def pytest_configure(config):
     for name, meaning in MARKERS.items():
         config.addinivalue_line('markers', f'{name}: {meaning}')
+
+
+@pytest.fixture(params=['numpy', 'fakegpu', pytest.param('cupy', marks=pytest.mark.gpu)])
+def array_backend(request):
+    """The backend a test runs on, set as the mode for its duration; yields its name."""
+    with use_backend(request.param) as name:
+        yield name
+
+
+@pytest.fixture(autouse=True)
+def _gpu_mode_from_the_environment(request):
+    """With CAFFELITE_FAKE_GPU=1 set, every test that does not choose its backend runs in GPU
+    mode on the fake device (``CAFFELITE_FAKE_GPU=1 python -m pytest tests``)."""
+    if 'array_backend' in request.fixturenames or \
+            os.environ.get(FAKE_GPU_VARIABLE, '') in ('', '0'):
+        yield
+        return
+    with use_backend('fakegpu'):
+        yield
