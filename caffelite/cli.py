@@ -367,8 +367,7 @@ def device_query_command(args, handler):
         return 0
     device_id = _gpu_id(args.gpu)
     use_gpu(device_id)
-    import cupy
-    props = cupy.cuda.runtime.getDeviceProperties(device_id)
+    props = backend.xp().cuda.runtime.getDeviceProperties(device_id)
     logger.info('Querying GPUs %d', device_id)
     logger.info('Device id:                     %d', device_id)
     rows = [('Major revision number', 'major'), ('Minor revision number', 'minor'),

@@ -21,6 +21,8 @@ What it cannot catch: CUDA-only behaviour (kernel launches, streams, asynchronou
 atomics' ordering), CuPy's own dtype and API differences (a NumPy function CuPy lacks runs
 here), integer index arrays taken from the host (CuPy accepts them too), and speed.
 """
+import types
+
 import numpy as np
 
 __all__ = ['ndarray', 'asarray', 'array', 'asnumpy', 'random', 'cuda', 'transfers',
@@ -143,8 +145,7 @@ class ndarray:
         return len(self._a)
 
     def __iter__(self):
-        return (ndarray(row) if isinstance(row, np.ndarray) else _wrap(row)
-                for row in self._a)
+        return (_wrap(row) for row in self._a)
 
     def __bool__(self):
         return bool(self._a)
@@ -261,7 +262,7 @@ class _Namespace:
 
 def _delegate(value):
     """``value`` (a NumPy attribute) as this module offers it."""
-    if isinstance(value, (np.ufunc, type(np.linalg))):
+    if isinstance(value, (np.ufunc, types.ModuleType)):
         return _Namespace(value)
     if isinstance(value, type) or not callable(value):
         return value            # dtypes (xp.float32 is numpy.float32, as in CuPy), constants
@@ -311,6 +312,11 @@ class _Runtime:
     @staticmethod
     def getDevice():
         return 0
+
+    @staticmethod
+    def getDeviceProperties(device):
+        _Device(device)
+        return {'name': b'caffelite fake GPU (NumPy on the host)', 'major': 0, 'minor': 0}
 
 
 class _Cuda:

@@ -10,7 +10,7 @@
 #   1 environment report (nvidia-smi, python, pip show of each package, the pins of setup.py)
 #   2 install caffelite without downloads (pip --no-deps --no-build-isolation --no-index -e .;
 #     on failure the check goes on with PYTHONPATH=<repo>)
-#   3 the LRCN data (tools/prepare_lrcn_data.py)
+#   3 caffelite device_query -gpu 0, the LRCN data (tools/prepare_lrcn_data.py)
 #   4 tests/test_backends.py on the GPU (every layer and 20 solver steps, CuPy vs NumPy)
 #   5 the GPU benchmarks (benchmarks/bench_gpu.py: LeNet, CaffeNet batch 256, the LSTM at both
 #     LRCN sizes, the LRCN solver step; PyTorch CUDA in the same run)
@@ -27,7 +27,7 @@ LOG=${LOG:-${OUT:-$REPO/gpu-check-logs}}
 DEVICE=${DEVICE:-cupy}
 INSTALL=${INSTALL:-1}
 DEADLINE=${DEADLINE:-450}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-$(command -v python || command -v python3)}
 SUMMARY="$LOG/summary.txt"
 export CUPY_CACHE_DIR=${CUPY_CACHE_DIR:-/tmp/cupy-kernel-cache}
 export PYTHONUNBUFFERED=1
@@ -141,6 +141,7 @@ if [ "$INSTALL" = 1 ]; then
 else
     export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 fi
+step device-query 20 "$PYTHON" -m caffelite device_query -gpu 0
 step data 40 "$PYTHON" tools/prepare_lrcn_data.py
 step test-backends 100 "$PYTHON" -m pytest -q -p no:cacheprovider -rs "${SELECT[@]}" \
     --durations=10 --junitxml="$LOG/test-backends.xml" tests/test_backends.py

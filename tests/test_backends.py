@@ -395,7 +395,7 @@ def test_forward_and_backward_stay_on_the_device(tmp_path):
 
 # -- the command line ---------------------------------------------------------------------------
 
-def test_train_with_gpu_flag_runs_in_gpu_mode_and_matches_the_cpu(tmp_path):
+def test_train_and_device_query_with_gpu_flag_run_in_gpu_mode(tmp_path):
     (tmp_path / 'net.prototxt').write_text(SOLVER_NET)
     (tmp_path / 'solver.prototxt').write_text(
         'net: "net.prototxt" base_lr: 0.05 momentum: 0.9 lr_policy: "fixed" max_iter: 10 '
@@ -414,3 +414,7 @@ def test_train_with_gpu_flag_runs_in_gpu_mode_and_matches_the_cpu(tmp_path):
     assert losses['cpu'] and len(losses['gpu']) == len(losses['cpu'])
     np.testing.assert_allclose(np.array(losses['gpu'], float), np.array(losses['cpu'], float),
                                rtol=1e-5)
+    query = subprocess.run([sys.executable, '-m', 'caffelite', 'device_query', '-gpu', '0'],
+                           cwd=tmp_path, env=dict(env, CAFFELITE_FAKE_GPU='1'),
+                           capture_output=True, text=True, timeout=60)
+    assert query.returncode == 0 and 'caffelite fake GPU' in query.stdout + query.stderr
