@@ -1,14 +1,16 @@
 """A fake GPU for the CPU: NumPy arrays behind CuPy's host/device rules.
 
-This module stands in for ``cupy`` (``CAFFELITE_FAKE_GPU=1``, or the tests' ``backend``
-fixture), so that the GPU code path of every layer runs, and fails loudly, on a machine
-without a GPU. Its ``ndarray`` wraps a numpy.ndarray (the "device" memory) and, as CuPy does:
+This module stands in for ``cupy`` (``CAFFELITE_FAKE_GPU=1``, or the tests'
+``array_backend`` fixture), so that the GPU code path of every layer runs, and fails loudly,
+on a machine without a GPU. Its ``ndarray`` wraps a numpy.ndarray (the "device" memory) and:
 
 - refuses numpy.ndarray operands in arithmetic, in this module's functions and in
-  ``a[...] = value`` (TypeError: a host array slipped into device code);
+  ``a[...] = value`` (TypeError, as CuPy: a host array slipped into device code);
+- refuses implicit conversion (``np.asarray(a)``, ``__array__``: TypeError, as CuPy);
 - refuses ``numpy.<function>(device_array)`` (TypeError: a forgotten ``xp``), through
-  ``__array_ufunc__`` / ``__array_function__``;
-- refuses implicit conversion (``np.asarray(a)``, ``__array__``: TypeError);
+  ``__array_ufunc__`` / ``__array_function__``. Stricter than CuPy, which runs many of these
+  on the device through the same protocols; caffelite's rule is ``xp``. Only
+  ``numpy_scalar <op> device_array`` passes, as it does in CuPy;
 - returns 0-d device arrays, not NumPy scalars, from reductions (``float(a)`` / ``a.item()``
   are the explicit ways to a Python number).
 

@@ -1,7 +1,8 @@
 """caffelite on both backends, and the fake GPU that stands in for CuPy on the CPU.
 
 - fakegpu's rules (CuPy's): host arrays refused as operands, NumPy functions and implicit
-  conversion refused on device arrays, explicit crossings counted.
+  conversion refused on device arrays, explicit crossings counted; a layer with such a bug
+  runs on NumPy and fails on the fake GPU.
 - Every compute layer type: forward tops, bottom diffs and parameter diffs on the device equal
   NumPy's (float32, rtol 1e-5 of each array's scale).
 - A 20-step solver run: the same weights on both backends.
@@ -21,7 +22,7 @@ import pytest
 from backend_testing import use_backend
 from caffelite import backend, fakegpu
 from caffelite.blob import Blob
-from caffelite.layers import layer_type_list
+from caffelite.layers import Layer, layer_type_list
 from caffelite.net import Net
 from caffelite.proto import caffelite_pb2 as pb
 from caffelite.solver import get_solver
@@ -106,6 +107,36 @@ def test_set_mode_gpu_uses_the_fake_device_when_the_environment_asks(monkeypatch
     finally:
         backend.set_mode_cpu()
     assert backend.xp() is np
+
+
+class _SloppyLayer(Layer):
+    """A layer (not registered) with one host/device bug of the kind the fake GPU is for."""
+    bugs = {
+        'forgotten xp': lambda x: np.tanh(x),
+        'host array slipped in': lambda x: x * np.ones(x.shape, x.dtype),
+        'implicit copy to the host': lambda x: np.asarray(x) * 2,
+    }
+
+    def reshape(self, bottom, top):
+        top[0].reshape(bottom[0].shape)
+
+    def forward(self, bottom, top):
+        top[0].xdata = self.bugs[self.name](bottom[0].xdata)
+
+
+@pytest.mark.parametrize('bug', sorted(_SloppyLayer.bugs))
+def test_fakegpu_catches_host_device_bugs_that_numpy_lets_through(bug):
+    param = pb.LayerParameter(name=bug, type='Sloppy')
+    for name in ('numpy', 'fakegpu'):
+        with use_backend(name):
+            layer = _SloppyLayer(param, dtype=F32)
+            bottom, top = [blob(np.ones((2, 3)), F32)], tops(1, F32)
+            layer.set_up(bottom, top)
+            if name == 'numpy':
+                layer.forward(bottom, top)
+            else:
+                with pytest.raises(TypeError):
+                    layer.forward(bottom, top)
 
 
 # -- every layer on both backends -----------------------------------------------------------------
