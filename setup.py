@@ -16,7 +16,7 @@ setup(
         'h5py~=3.16',
     ],
     extras_require={
-        'gpu': ['cupy-cuda12x~=14.2'],
+        'gpu': ['cupy-cuda13x~=14.2'],     # CUDA 13; the GPU check: make gpu-check
         'mpi': ['mpi4py~=4.1', 'mpich~=5.0'],
         'lmdb': ['lmdb~=3.0'],
         'draw': ['pydot~=4.0'],

@@ -3,14 +3,25 @@
 Every layer is written once against ``xp = get_array_module(array)``. The current mode
 (``set_mode_cpu`` / ``set_mode_gpu``) decides where new arrays live; ``to_host`` and
 ``to_device`` are the only places that copy across the bus.
+
+GPU mode uses CuPy, or, with the environment variable ``CAFFELITE_FAKE_GPU=1``, the fake
+device of ``caffelite.fakegpu`` (NumPy arrays under CuPy's host/device rules), so that the GPU
+code path runs on any machine.
 """
+import os
+
 import numpy as np
+
+from . import fakegpu
 
 _state = {'mode': 'cpu', 'device': 0}
 _host_rng = [np.random.default_rng()]
 
 
 def _cupy():
+    """The device array module: cupy, or caffelite.fakegpu when CAFFELITE_FAKE_GPU=1."""
+    if os.environ.get('CAFFELITE_FAKE_GPU', '') not in ('', '0'):
+        return fakegpu
     try:
         import cupy
     except ImportError as err:  # pragma: no cover - depends on the machine
@@ -46,8 +57,10 @@ def xp():
 
 
 def get_array_module(*arrays):
-    """numpy or cupy, whichever the arrays belong to (Chainer's idiom)."""
+    """numpy or cupy (or the fake GPU), whichever the arrays belong to (Chainer's idiom)."""
     for a in arrays:
+        if isinstance(a, fakegpu.ndarray):
+            return fakegpu
         if type(a).__module__.startswith('cupy'):
             return _cupy()
     return np

@@ -121,7 +121,7 @@ def _gpu_ids(spec):
     except ValueError:
         raise CaffeliteError(f'invalid --gpu "{spec}": give device ids such as 0 or 0,1') \
             from None
-    if not ids:
+    if not ids or min(ids) < 0:
         raise CaffeliteError(f'invalid --gpu "{spec}": give device ids such as 0 or 0,1')
     return ids
 
@@ -378,8 +378,7 @@ def device_query_command(args, handler):
         return 0
     device_id = _gpu_id(args.gpu)
     use_gpu(device_id)
-    import cupy
-    props = cupy.cuda.runtime.getDeviceProperties(device_id)
+    props = backend.xp().cuda.runtime.getDeviceProperties(device_id)
     logger.info('Querying GPUs %d', device_id)
     logger.info('Device id:                     %d', device_id)
     rows = [('Major revision number', 'major'), ('Minor revision number', 'minor'),

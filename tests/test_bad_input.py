@@ -256,3 +256,10 @@ def test_hdf5_data_with_a_group_where_a_dataset_belongs_names_the_file(work, cap
         'layer { name: "h5" type: "HDF5Data" top: "data" top: "label" '
         'hdf5_data_param { source: "list.txt" batch_size: 2 } }')
     fails(capsys, ['time', '--model', 'h5.prototxt'], 'layer "h5"', 'd.h5', 'no dataset data')
+
+
+def test_negative_gpu_id_is_refused_before_any_device_is_touched(work, capsys):
+    from caffelite import backend
+    fails(capsys, ['time', '--model', 'net.prototxt', '--gpu', '-1', '--iterations', '1'],
+          'invalid --gpu "-1"')
+    assert backend.mode() == 'cpu' and backend._state['device'] == 0

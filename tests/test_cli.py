@@ -218,7 +218,8 @@ def test_non_finite_loss_stops_training(work):
                  'Iteration 1: the loss is', 'the first non-finite output is top')
 
 
-def test_gpu_without_cupy_is_a_clear_error(work):
+def test_gpu_without_cupy_is_a_clear_error(work, monkeypatch):
+    monkeypatch.delenv('CAFFELITE_FAKE_GPU', raising=False)   # the real CuPy, not the fake
     try:
         import cupy  # noqa: F401
         pytest.skip('CuPy is installed here')

@@ -8,6 +8,8 @@ from caffelite.gradient_check import check_layer_gradient
 from caffelite.proto import caffelite_pb2 as pb
 from layer_testing import blob, forward_once, make, tops
 
+pytestmark = pytest.mark.usefixtures('array_backend')
+
 
 def run(layer, bottom, ntop=1):
     """set_up + forward on ``ntop`` fresh tops; returns the top blobs."""

@@ -22,7 +22,7 @@ LEVELS = [
     (0, ['caffelite.proto', 'caffelite.errors']),
     (1, ['caffelite.backend', 'caffelite.blob', 'caffelite.filler', 'caffelite.prototxt',
          'caffelite.upgrade', 'caffelite.worker', 'caffelite.net_spec', 'caffelite.io',
-         'caffelite.proto_wire']),
+         'caffelite.proto_wire', 'caffelite.fakegpu']),
     (2, ['caffelite.data']),
     (3, ['caffelite.layers']),
     (4, ['caffelite.net', 'caffelite.net_rules', 'caffelite.gradient_check',

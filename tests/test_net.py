@@ -10,6 +10,8 @@ from caffelite.net_rules import filter_net, insert_splits
 from caffelite.prototxt import parse_prototxt_text
 from caffelite.proto import caffelite_pb2 as pb
 
+pytestmark = pytest.mark.usefixtures('array_backend')
+
 
 def net_param(text):
     return parse_prototxt_text(text, pb.NetParameter())

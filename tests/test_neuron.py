@@ -9,6 +9,8 @@ from caffelite.gradient_check import check_layer_gradient
 from caffelite.proto import caffelite_pb2 as pb
 from layer_testing import blob, forward_once, make, tops
 
+pytestmark = pytest.mark.usefixtures('array_backend')
+
 SHAPE = (2, 3, 4, 5)
 
 

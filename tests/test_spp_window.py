@@ -11,6 +11,8 @@ from caffelite.io import write_mean_binaryproto
 from caffelite.layers.spp_window import read_window_file, window_geometry
 from layer_testing import blob, data_layer, forward_once, make as make_layer, tops
 
+pytestmark = pytest.mark.usefixtures('array_backend')
+
 RNG = np.random.default_rng(5)
 IMG0 = RNG.integers(0, 256, size=(3, 16, 20), dtype=np.uint8)   # BGR, C x H x W
 IMG1 = RNG.integers(0, 256, size=(3, 12, 12), dtype=np.uint8)

@@ -25,12 +25,7 @@ def _canonical_axis(shape, axis, what='axis'):
 
 def _scatter_add_rows(target, indices, rows):
     """target[indices[m]] += rows[m] for every m, repeated indices accumulating (in place)."""
-    xp = get_array_module(target)
-    if xp is np:
-        np.add.at(target, indices, rows)
-    else:  # pragma: no cover - needs CuPy
-        import cupyx
-        cupyx.scatter_add(target, indices, rows)
+    get_array_module(target).add.at(target, indices, rows)   # CuPy >= 13 has ufunc.at
 
 
 def _checked_indices(values, limit, what):
