@@ -14,6 +14,7 @@ setup(
         'protobuf~=7.36',      # caffelite_pb2.py was generated for the 7.x runtime
         'pillow~=13.0',
         'h5py~=3.16',
+        'scipy~=1.17',         # BLAS gemm with beta = 1: gradients accumulate in place
     ],
     extras_require={
         'gpu': ['cupy-cuda12x~=14.2'],

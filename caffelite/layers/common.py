@@ -10,6 +10,7 @@ from ..backend import get_array_module
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
+from .gemm import gemm_accumulate, output_array
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -91,22 +92,28 @@ class InnerProductLayer(Layer):
     def forward(self, bottom, top):
         x = bottom[0].xdata.reshape(self.M, self.K)
         w = self.blobs[0].xdata
-        y = x @ w if self.transpose else x @ w.T
+        xp = get_array_module(w)
+        y = output_array(top[0]).reshape(self.M, self.num_output)
+        xp.matmul(x, w if self.transpose else w.T, out=y)
         if self.bias_term:
-            y = y + self.blobs[1].xdata
-        top[0].xdata = y.reshape(top[0].shape)
+            y += self.blobs[1].xdata
 
     def backward(self, top, propagate_down, bottom):
         dy = top[0].xdiff.reshape(self.M, self.num_output)
         x = bottom[0].xdata.reshape(self.M, self.K)
         w = self.blobs[0].xdata
+        xp = get_array_module(w)
         if self.param_needs_grad(0):
-            self.blobs[0].xdiff += (x.T @ dy) if self.transpose else (dy.T @ x)
+            dw = self.blobs[0].xdiff
+            if self.transpose:
+                gemm_accumulate(x.T, dy, dw)
+            else:
+                gemm_accumulate(dy.T, x, dw)
         if self.bias_term and self.param_needs_grad(1):
             self.blobs[1].xdiff += dy.sum(axis=0)
         if propagate_down[0]:
-            dx = dy @ w.T if self.transpose else dy @ w
-            bottom[0].xdiff = dx.reshape(bottom[0].shape)
+            dx = output_array(bottom[0], diff=True).reshape(self.M, self.K)
+            xp.matmul(dy, w.T if self.transpose else w, out=dx)
 
 
 @register('Embed')

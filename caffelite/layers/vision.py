@@ -13,6 +13,7 @@ from ..backend import get_array_module
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
+from .gemm import gemm_accumulate, output_array
 from .im2col import (col2im, conv_output_shape, deconv_output_shape, im2col, kernel_offsets,
                      pad_spatial, workspace)
 
@@ -153,11 +154,12 @@ class _BaseConvolution(Layer):
         return self.kernel, self.stride, self.pad, self.dilation
 
     @staticmethod
-    def _batch_major(y, bias, num, channels, spatial_count):
-        """y: channels x (num * spatial_count) (any leading split of channels) -> contiguous
-        num x channels x spatial_count, plus ``bias`` per channel if given, in one pass."""
+    def _batch_major(y, bias, out):
+        """y: channels x (num * spatial_count) (any leading split of channels) -> ``out``
+        (contiguous, num x channels x spatial_count), plus ``bias`` per channel if given, in
+        one pass."""
         xp = get_array_module(y)
-        out = xp.empty((num, channels, spatial_count), dtype=y.dtype)
+        num, channels, spatial_count = out.shape
         src = y.reshape(channels, num, spatial_count).transpose(1, 0, 2)
         if bias is None:
             out[...] = src
@@ -195,8 +197,7 @@ class ConvolutionLayer(_BaseConvolution):
             x = self.layout.as_ncs(b.xdata)
             cols = im2col(x, *self._geometry(), self.out_spatial, slot='conv.cols')
             y = xp.matmul(w, cols.reshape(g, w.shape[2], -1))  # g x M/g x (N*O)
-            y = self._batch_major(y, bias, n, self.num_output, out_count)
-            t.xdata = y.reshape(t.shape)
+            self._batch_major(y, bias, output_array(t).reshape(n, self.num_output, out_count))
 
     def backward(self, top, propagate_down, bottom):
         g = self.group
@@ -215,8 +216,9 @@ class ConvolutionLayer(_BaseConvolution):
                 cols = im2col(self.layout.as_ncs(b.xdata), *self._geometry(), self.out_spatial,
                               slot='conv.cols')
                 cols = cols.reshape(g, w.shape[2], -1)
-                dw = xp.matmul(dy_t, cols.transpose(0, 2, 1))
-                self.blobs[0].xdiff += dw.reshape(weight.shape)
+                dw = output_array(self.blobs[0], diff=True).reshape(w.shape)
+                for j in range(g):
+                    gemm_accumulate(dy_t[j], cols[j].T, dw[j])
             if propagate_down[i]:
                 dcols = workspace(xp, (g, w.shape[2], dy_t.shape[2]), dy_t.dtype, 'conv.dcols')
                 xp.matmul(w.transpose(0, 2, 1), dy_t, out=dcols)  # g x K/g x (N*O)
@@ -281,13 +283,14 @@ class DeconvolutionLayer(_BaseConvolution):
             dcols = im2col(dy, *self._geometry(), self.layout.spatial, slot='conv.cols')
             dcols = dcols.reshape(self.group, w.shape[2], -1)  # g x (M/g*K) x (N*I)
             if want_w:
-                dw = xp.matmul(self._x_t(b), dcols.transpose(0, 2, 1))
-                self.blobs[0].xdiff += dw.reshape(self.blobs[0].shape)
+                x_t = self._x_t(b)
+                dw = output_array(self.blobs[0], diff=True).reshape(w.shape)
+                for j in range(self.group):
+                    gemm_accumulate(x_t[j], dcols[j].T, dw[j])
             if propagate_down[i]:
                 dx = xp.matmul(w, dcols)  # g x C/g x (N*I)
-                dx = self._batch_major(dx, None, n, self.channels,
-                                               int(np.prod(self.layout.spatial, dtype=np.int64)))
-                b.xdiff = dx.reshape(b.shape)
+                self._batch_major(dx, None, output_array(b, diff=True).reshape(
+                    n, self.channels, -1))
 
 
 @register('Im2col')
