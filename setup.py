@@ -15,6 +15,7 @@ setup(
         'pillow~=13.0',
         'h5py~=3.16',
         'scipy~=1.17',         # BLAS gemm with beta = 1: gradients accumulate in place
+        'numba~=0.68.1',       # CPU kernels (layers/cpu_kernels.py); optional at import
     ],
     extras_require={
         'gpu': ['cupy-cuda12x~=14.2'],

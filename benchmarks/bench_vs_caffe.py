@@ -142,11 +142,9 @@ def _open_net(framework, prototxt):
         caffe.set_mode_cpu()
         net = caffe.Net(prototxt, caffe.TRAIN)
         last = len(net.layers) - 1
-        diffs = [b.diff for blobs in net.params.values() for b in blobs]
 
         def step():
-            for d in diffs:
-                d[...] = 0
+            net.clear_param_diffs()
             net._forward(0, last)
             net._backward(last, 0)
         return net, step

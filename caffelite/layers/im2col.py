@@ -28,6 +28,7 @@ import threading
 import numpy as np
 
 from ..backend import get_array_module
+from . import cpu_kernels
 
 _workspaces = threading.local()
 
@@ -128,7 +129,15 @@ def im2col(x, kernel, stride, pad, dilation, out_shape, slot=None):
 def col2im(cols, x_shape, kernel, stride, pad, dilation, out_shape, slot=None):
     """The adjoint of ``im2col``: sums each column entry back onto the input cell it was read
     from. cols: C x k... x N x o...; returns a new contiguous N x C x spatial array (the
-    accumulator lives in workspace ``slot`` when given)."""
+    accumulator lives in workspace ``slot`` when given). 2-D on NumPy: one compiled pass
+    (cpu_kernels.col2im, the same sums in the same order), else ``col2im_xp``."""
+    if len(kernel) == 2 and cpu_kernels.usable(cols):
+        return cpu_kernels.col2im(cols, x_shape, stride, pad, dilation)
+    return col2im_xp(cols, x_shape, kernel, stride, pad, dilation, out_shape, slot)
+
+
+def col2im_xp(cols, x_shape, kernel, stride, pad, dilation, out_shape, slot=None):
+    """``col2im`` as one strided add per kernel offset (any backend, any dimension)."""
     xp = get_array_module(cols)
     n, c = x_shape[:2]
     spatial = tuple(x_shape[2:])

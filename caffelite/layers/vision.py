@@ -12,6 +12,7 @@ from .. import backend
 from ..backend import get_array_module
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
+from . import cpu_kernels
 from .base import Layer, register
 from .gemm import gemm_accumulate, output_array
 from .im2col import (col2im, conv_output_shape, deconv_output_shape, im2col, kernel_offsets,
@@ -447,7 +448,17 @@ def global_max_pool(x):
     return xp.take_along_axis(flat, arg.reshape(n, c, 1), axis=2).reshape(n, c, 1, 1), arg
 
 
-def max_pool_backward(dy, arg, geo, x_shape):
+def max_pool_backward(dy, arg, geo, x_shape, out=None):
+    """The bottom diff of ``max_pool``: each top diff added onto its argmax cell; written into
+    ``out`` (a C-contiguous array of x_shape's size) by the compiled kernel where it runs."""
+    if cpu_kernels.usable(dy):
+        return cpu_kernels.max_pool_backward(dy, arg, geo.kernel, geo.stride, geo.pad,
+                                             x_shape, out)
+    return max_pool_backward_xp(dy, arg, geo, x_shape)
+
+
+def max_pool_backward_xp(dy, arg, geo, x_shape):
+    """``max_pool_backward`` as one masked strided add per window cell (any backend)."""
     xp = get_array_module(dy)
     return geo.scatter(xp, x_shape, dy.dtype, lambda idx, offset: (arg == idx) * dy)
 
@@ -596,7 +607,8 @@ class PoolingLayer(Layer):
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             bottom[0].xdiff = pool_backward(top[0].xdiff, self.arg, self.geo, self.method,
-                                            bottom[0].shape, self.global_pooling)
+                                            bottom[0].shape, self.global_pooling,
+                                            output_array(bottom[0], diff=True))
 
 
 def pool_forward(x, geo, method, phase, global_pooling=False):
@@ -614,8 +626,8 @@ def pool_forward(x, geo, method, phase, global_pooling=False):
     return stochastic_pool_test(x, geo), None
 
 
-def pool_backward(dy, arg, geo, method, x_shape, global_pooling=False):
-    """The bottom gradient of ``pool_forward``."""
+def pool_backward(dy, arg, geo, method, x_shape, global_pooling=False, out=None):
+    """The bottom gradient of ``pool_forward`` (MAX may write it into ``out``)."""
     xp = get_array_module(dy)
     if method == pb.PoolingParameter.AVE:
         if global_pooling:
@@ -627,7 +639,7 @@ def pool_backward(dy, arg, geo, method, x_shape, global_pooling=False):
         n, c, h, w = x_shape
         hit = xp.arange(h * w).reshape(1, 1, -1) == arg.reshape(n, c, 1)
         return (hit * dy.reshape(n, c, 1)).reshape(x_shape)
-    return max_pool_backward(dy, arg, geo, x_shape)
+    return max_pool_backward(dy, arg, geo, x_shape, out)
 
 
 @register('SPP')
