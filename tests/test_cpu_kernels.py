@@ -64,3 +64,17 @@ def test_col2im_kernel_matches_xp(dtype, hw, kernel, stride, pad, dilation):
 def test_kernels_refuse_what_they_cannot_take():
     assert not cpu_kernels.usable(np.zeros(3, np.int32))
     assert not cpu_kernels.usable(np.zeros(3, np.float16))
+
+
+def test_col2im_into_a_given_array():
+    rng = np.random.default_rng(2)
+    kernel, stride, pad, dilation, hw = (3, 3), (2, 2), (1, 1), (1, 1), (7, 6)
+    out_hw = conv_output_shape(hw, kernel, stride, pad, dilation)
+    cols = rng.standard_normal((2,) + kernel + (3,) + out_hw)
+    ref = col2im_xp(cols, (3, 2) + hw, kernel, stride, pad, dilation, out_hw)
+    for col2im_fn in (lambda o: cpu_kernels.col2im(cols, (3, 2) + hw, stride, pad, dilation, o),
+                      lambda o: col2im_xp(cols, (3, 2) + hw, kernel, stride, pad, dilation,
+                                          out_hw, 'test.acc', o)):
+        out = np.full(ref.size, 5.0)
+        assert col2im_fn(out).base is out
+        np.testing.assert_array_equal(out.reshape(ref.shape), ref)

@@ -35,6 +35,15 @@ def _jit(function):
     return numba.njit(cache=True, nogil=True, fastmath=False)(function) if numba else function
 
 
+def _cleared(out, shape, dtype):
+    """``out`` seen as ``shape`` and zeroed, or a new zero array."""
+    if out is None:
+        return np.zeros(shape, dtype=dtype)
+    out = out.reshape(shape)
+    out.fill(0)
+    return out
+
+
 @_jit
 def _max_pool_backward(dy, arg, dx, kw, sh, sw, ph, pw):
     n, c, h, w = dx.shape
@@ -53,11 +62,7 @@ def _max_pool_backward(dy, arg, dx, kw, sh, sw, ph, pw):
 def max_pool_backward(dy, arg, kernel, stride, pad, x_shape, out=None):
     """The bottom diff of MAX pooling (N x C x H x W), into ``out`` (C-contiguous) if given;
     see vision.max_pool_backward_xp."""
-    if out is None:
-        dx = np.zeros(x_shape, dtype=dy.dtype)
-    else:
-        dx = out.reshape(x_shape)
-        dx.fill(0)
+    dx = _cleared(out, x_shape, dy.dtype)
     _max_pool_backward(np.ascontiguousarray(dy), np.ascontiguousarray(arg), dx, kernel[1],
                        stride[0], stride[1], pad[0], pad[1])
     return dx
@@ -81,9 +86,10 @@ def _col2im(cols, dx, sh, sw, ph, pw, dh, dw):
                                 dx[b, ch, hh, ww] += cols[ch, u, v, b, i, j]
 
 
-def col2im(cols, x_shape, stride, pad, dilation):
-    """2-D col2im: cols C x kh x kw x N x oh x ow -> new N x C x H x W (im2col.col2im)."""
-    dx = np.zeros(x_shape, dtype=cols.dtype)
-    _col2im(np.ascontiguousarray(cols), dx, stride[0], stride[1], pad[0], pad[1],
+def col2im(cols, x_shape, stride, pad, dilation, out=None):
+    """2-D col2im: cols C x kh x kw x N x oh x ow -> N x C x H x W, into ``out``
+    (C-contiguous, cleared first) when given, else a new array (im2col.col2im)."""
+    dx = _cleared(out, x_shape, cols.dtype)
+    _col2im(cols, dx, stride[0], stride[1], pad[0], pad[1],
             dilation[0], dilation[1])
     return dx
