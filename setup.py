@@ -14,7 +14,6 @@ setup(
         'protobuf~=7.36',      # caffelite_pb2.py was generated for the 7.x runtime
         'pillow~=13.0',
         'h5py~=3.16',
-        'scipy~=1.17',         # BLAS gemm with beta = 1: gradients accumulate in place
         'numba~=0.68.1',       # CPU kernels (layers/cpu_kernels.py); optional at import
     ],
     extras_require={

@@ -1,40 +1,76 @@
 """Matrix products that accumulate into an existing array (BLAS gemm with beta = 1).
 
-``gemm_accumulate(a, b, out)``: ``out += alpha * a @ b`` for a (M x K), b (K x N) and a
-C-contiguous ``out`` (M x N), written into ``out``. This is how Caffe accumulates every
-parameter gradient (``caffe_cpu_gemm`` with beta = 1). On the CPU, for float32 and float64, it
-is one call of SciPy's BLAS ``?gemm`` writing into ``out``: no M x N temporary and no second
-pass over ``out`` (a 4096 x 4096 InnerProduct weight gradient at batch 10: 5.9 ms against
-18.5 ms for ``out += a @ b``). Otherwise (CuPy, other dtypes, SciPy absent) it is the ``xp``
-expression ``out += alpha * (a @ b)``, the reference the BLAS path is tested against.
+``gemm_accumulate(a, b, out)``: ``out += alpha * a @ b`` for a (M x K), b (K x N) and ``out``
+(M x N, unit column stride), written into ``out``. This is how Caffe accumulates every
+parameter gradient (``caffe_cpu_gemm`` with beta = 1). On the CPU, for float32 and float64,
+it is one ``cblas_?gemm`` call of the OpenBLAS that NumPy itself uses (the PyPI wheels bundle
+it as ``scipy-openblas64``; found next to NumPy and called through ctypes): no M x N temporary
+and no second pass over ``out`` (a 4096 x 4096 InnerProduct weight gradient at batch 10:
+5.9 ms against 18.5 ms for ``out += a @ b``), and no second BLAS thread pool (a second
+OpenBLAS, SciPy's, spin-waits against NumPy's at two threads). Otherwise (CuPy, other
+dtypes, a NumPy without that library) it is the ``xp`` expression ``out += alpha * (a @ b)``,
+the reference the BLAS path is tested against.
 """
+import ctypes
+import glob
+import os
+
 import numpy as np
 
 from ..backend import get_array_module
 
-try:
-    from scipy.linalg import blas as _scipy_blas
-except ImportError:  # pragma: no cover - scipy is in install_requires
-    _scipy_blas = None
-
-_GEMM = {np.dtype(np.float32): 'sgemm', np.dtype(np.float64): 'dgemm'}
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
-def _blas_operand(m):
-    """(array, trans) with op(array) = m^T for BLAS's column-major view of a row-major m."""
-    if m.flags.c_contiguous:
-        return m.T, False        # m^T is Fortran-ordered: use it as is
-    if m.flags.f_contiguous:
-        return m, True           # m is Fortran-ordered: BLAS transposes it
-    return np.ascontiguousarray(m).T, False
+def _numpy_cblas():
+    """{dtype: cblas gemm} from NumPy's bundled ILP64 OpenBLAS, or {} where there is none."""
+    if os.environ.get('CAFFELITE_GEMM_BLAS', '1') == '0':
+        return {}
+    root = os.path.dirname(os.path.dirname(np.__file__))
+    paths = (glob.glob(os.path.join(root, 'numpy.libs', '*openblas*'))
+             + glob.glob(os.path.join(os.path.dirname(np.__file__), '.dylibs', '*openblas*')))
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        found = {}
+        for dtype, name, scalar in ((np.float32, 'scipy_cblas_sgemm64_', ctypes.c_float),
+                                    (np.float64, 'scipy_cblas_dgemm64_', ctypes.c_double)):
+            fn = getattr(lib, name, None)
+            if fn is None:
+                break
+            i, p = ctypes.c_int64, ctypes.c_void_p
+            fn.argtypes = [ctypes.c_int] * 3 + [i] * 3 + [scalar, p, i, p, i, scalar, p, i]
+            fn.restype = None
+            found[np.dtype(dtype)] = fn
+        else:
+            return found
+    return {}
+
+
+_GEMM = _numpy_cblas()
+
+
+def _operand(m):
+    """(array, transpose flag, leading dimension) of a row-major matrix for cblas."""
+    size = m.itemsize
+    rows, cols = m.strides
+    if cols == size and rows % size == 0 and rows >= max(1, m.shape[1]) * size:
+        return m, _NO_TRANS, rows // size
+    if rows == size and cols % size == 0 and cols >= max(1, m.shape[0]) * size:
+        return m, _TRANS, cols // size
+    m = np.ascontiguousarray(m)
+    return m, _NO_TRANS, max(1, m.shape[1])
 
 
 def use_blas(a, b, out):
     """True when ``gemm_accumulate`` can write into ``out`` with one BLAS call."""
-    return (_scipy_blas is not None and isinstance(out, np.ndarray)
-            and isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-            and out.dtype in _GEMM and a.dtype == out.dtype and b.dtype == out.dtype
-            and out.flags.c_contiguous and out.ndim == 2 and out.size > 0 and a.shape[1] > 0)
+    return (out.dtype in _GEMM and isinstance(out, np.ndarray) and isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray) and a.dtype == out.dtype and b.dtype == out.dtype
+            and out.ndim == 2 and out.size > 0 and out.flags.writeable
+            and out.strides[1] == out.itemsize and out.strides[0] % out.itemsize == 0
+            and out.strides[0] >= out.shape[1] * out.itemsize)
 
 
 def gemm_accumulate(a, b, out, alpha=1.0, blas=True):
@@ -42,14 +78,14 @@ def gemm_accumulate(a, b, out, alpha=1.0, blas=True):
 
     ``blas=False`` forces the ``xp`` expression (the tests compare the two)."""
     if blas and use_blas(a, b, out):
-        # Row-major out is column-major out^T: out^T += alpha * b^T a^T.
-        bt, trans_b = _blas_operand(b)
-        at, trans_a = _blas_operand(a)
-        gemm = getattr(_scipy_blas, _GEMM[out.dtype])
-        result = gemm(alpha, bt, at, beta=1.0, c=out.T, overwrite_c=True,
-                      trans_a=trans_b, trans_b=trans_a)
-        if result.ctypes.data != out.ctypes.data:  # pragma: no cover - f2py copied c
-            out[...] = result.T
+        (m, k), n = a.shape, b.shape[1]
+        if k == 0:
+            return out
+        a, trans_a, lda = _operand(a)
+        b, trans_b, ldb = _operand(b)
+        _GEMM[out.dtype](_ROW_MAJOR, trans_a, trans_b, m, n, k, alpha, a.ctypes.data, lda,
+                         b.ctypes.data, ldb, 1.0, out.ctypes.data,
+                         out.strides[0] // out.itemsize)
         return out
     if alpha == 1:
         out += a @ b
