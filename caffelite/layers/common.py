@@ -11,6 +11,7 @@ from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
 from .gemm import gemm_accumulate, output_array
+from .im2col import workspace
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -90,13 +91,18 @@ class InnerProductLayer(Layer):
         top[0].reshape(shape[:self.axis] + (self.num_output,))
 
     def forward(self, bottom, top):
+        """y^T = W x^T (the faster operand order for OpenBLAS when M is small), then one
+        transposing pass y = y^T^T + b into the top."""
         x = bottom[0].xdata.reshape(self.M, self.K)
         w = self.blobs[0].xdata
         xp = get_array_module(w)
+        y_t = workspace(xp, (self.num_output, self.M), w.dtype, 'inner_product.y')
+        xp.matmul(w.T if self.transpose else w, x.T, out=y_t)
         y = output_array(top[0]).reshape(self.M, self.num_output)
-        xp.matmul(x, w if self.transpose else w.T, out=y)
         if self.bias_term:
-            y += self.blobs[1].xdata
+            xp.add(y_t.T, self.blobs[1].xdata, out=y)
+        else:
+            y[...] = y_t.T
 
     def backward(self, top, propagate_down, bottom):
         dy = top[0].xdiff.reshape(self.M, self.num_output)
