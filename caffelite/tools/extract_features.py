@@ -49,7 +49,7 @@ class _HDF5Dataset:
         self.path, self.rows = path, []
 
     def add(self, array):
-        self.rows.append(np.asarray(array, dtype=np.float32))
+        self.rows.append(np.array(array, dtype=np.float32))  # a copy: blob storage is reused
 
     def close(self):
         import h5py
