@@ -1,7 +1,7 @@
 """Vision layers: Convolution, Deconvolution, Im2col, Pooling, SPP, LRN (Caffe 1.0 semantics).
 
-Convolution runs im2col and a batched GEMM per chunk of images (columns batch first, so the
-GEMM writes the top directly); Deconvolution runs im2col over the whole batch and one GEMM per
+Convolution runs im2col and one GEMM per group for each chunk of images (a few MB of columns,
+still in cache for the GEMM); Deconvolution runs im2col over the whole batch and one GEMM per
 group (see ``im2col.py`` for the column layout); Pooling and LRN loop over kernel (window)
 offsets only, each step a vectorised operation over the whole batch.
 """
@@ -193,12 +193,9 @@ class ConvolutionLayer(_BaseConvolution):
         return conv_output_shape(in_spatial, *self._geometry())
 
     def _windows(self, b):
-        """Every window of the padded bottom, batch first: N x C x k... x o... (a view)."""
-        x = self.layout.as_ncs(b.xdata)
-        xpad = pad_spatial(x, self.pad, slot='conv.pad')
-        view = window_view(xpad, self.kernel, self.stride, self.dilation, self.out_spatial)
-        s = self.num_spatial_axes
-        return view.transpose((s + 1,) + tuple(range(s + 1)) + tuple(range(s + 2, 2 * s + 2)))
+        """Every window of the padded bottom: C x k... x N x o... (a view, im2col's order)."""
+        xpad = pad_spatial(self.layout.as_ncs(b.xdata), self.pad, slot='conv.pad')
+        return window_view(xpad, self.kernel, self.stride, self.dilation, self.out_spatial)
 
     def _chunks(self, col_rows, out_count, itemsize):
         """(first, end) image ranges of about CHUNK_BYTES of columns each."""
@@ -206,44 +203,45 @@ class ConvolutionLayer(_BaseConvolution):
         size = max(1, min(n, self.CHUNK_BYTES // max(1, col_rows * out_count * itemsize)))
         return [(first, min(n, first + size)) for first in range(0, n, size)]
 
-    def _columns(self, windows, first, end, shape):
-        """Images first..end of ``windows`` copied into the column workspace, seen as
-        ``shape`` (images x g x K/g x O)."""
+    def _columns(self, windows, first, end):
+        """Images first..end of ``windows`` copied into the column workspace:
+        g x K/g x (images * O), the chunk's im2col."""
         xp = get_array_module(windows)
-        cols = workspace(xp, (end - first,) + shape[1:], windows.dtype, 'conv.cols')
-        cols.reshape(windows[first:end].shape)[...] = windows[first:end]
-        return cols
+        part = windows[(slice(None),) * (self.num_spatial_axes + 1) + (slice(first, end),)]
+        cols = workspace(xp, part.shape, part.dtype, 'conv.cols')
+        cols[...] = part
+        rows = self.channels // self.group * int(np.prod(self.kernel, dtype=np.int64))
+        return cols.reshape(self.group, rows, -1)
 
     def forward(self, bottom, top):
-        """Per chunk of images: im2col (batch first) and one batched GEMM per image and
-        group, y[n] = W @ cols[n], written straight into the top (no transpose pass)."""
+        """Per chunk of images: y^T = W cols (one GEMM per group, M x images*O), then one
+        pass into the top (batch major, bias added)."""
         g, m = self.group, self.num_output
         weight = self.blobs[0].xdata
         w = weight.reshape(g, m // g, -1)                     # g x M/g x K/g
         xp = get_array_module(weight)
         n = self.layout.num
         out_count = int(np.prod(self.out_spatial, dtype=np.int64))
-        shape = (n, g, w.shape[2], out_count)
+        bias = self.blobs[1].xdata if self.bias_term else None
         for b, t in zip(bottom, top):
             windows = self._windows(b)
-            y = output_array(t).reshape(n, g, m // g, out_count)
+            y = output_array(t).reshape(n, m, out_count)
             for first, end in self._chunks(g * w.shape[2], out_count, weight.itemsize):
-                xp.matmul(w, self._columns(windows, first, end, shape), out=y[first:end])
-            if self.bias_term:
-                y.reshape(n, m, out_count)[...] += self.blobs[1].xdata.reshape(m, 1)
+                cols = self._columns(windows, first, end)
+                y_t = workspace(xp, (g, m // g, cols.shape[2]), w.dtype, 'conv.y')
+                xp.matmul(w, cols, out=y_t)
+                self._batch_major(y_t, bias, y[first:end])
 
     def backward(self, top, propagate_down, bottom):
-        """Per chunk of images, with the chunk's columns channel first (C x k... x images x
-        o..., im2col recomputed as Caffe does) and dy^T (M x images*O): dW += dy^T cols^T
-        (one GEMM per group, accumulated in place) and dcols = W^T dy^T, summed back onto
-        the bottom diff by col2im."""
+        """Per chunk of images, with dy^T (M x images*O): dW += dy^T cols^T (one GEMM per
+        group, accumulated in place; im2col recomputed, as Caffe does) and dcols = W^T dy^T,
+        summed back onto the bottom diff by col2im."""
         g, m = self.group, self.num_output
         weight = self.blobs[0].xdata
         w = weight.reshape(g, m // g, -1)
         want_w = self.param_needs_grad(0)
         n = self.layout.num
         out_count = int(np.prod(self.out_spatial, dtype=np.int64))
-        s = self.num_spatial_axes
         for i, (b, t) in enumerate(zip(bottom, top)):
             dy = t.xdiff.reshape(n, m, out_count)
             xp = get_array_module(dy)
@@ -251,9 +249,7 @@ class ConvolutionLayer(_BaseConvolution):
             if not (want_w or propagate_down[i]):
                 continue
             if want_w:
-                # channel first: C x k... x N x o...
-                windows = self._windows(b).transpose(tuple(range(1, s + 2)) + (0,)
-                                                     + tuple(range(s + 2, 2 * s + 2)))
+                windows = self._windows(b)
                 dw = output_array(self.blobs[0], diff=True).reshape(w.shape)
             if propagate_down[i]:
                 dx = output_array(b, diff=True).reshape(
@@ -264,10 +260,7 @@ class ConvolutionLayer(_BaseConvolution):
                 dy_t[...] = dy[first:end].transpose(1, 0, 2)
                 dy_t = dy_t.reshape(g, m // g, -1)
                 if want_w:
-                    part = windows[(slice(None),) * (s + 1) + (slice(first, end),)]
-                    cols = workspace(xp, part.shape, part.dtype, 'conv.cols')
-                    cols[...] = part
-                    cols = cols.reshape(g, w.shape[2], -1)
+                    cols = self._columns(windows, first, end)
                     for j in range(g):
                         gemm_accumulate(dy_t[j], cols[j].T, dw[j])
                 if propagate_down[i]:
