@@ -8,7 +8,7 @@ from caffelite.layers.im2col import col2im_xp, conv_output_shape, im2col
 from caffelite.layers.vision import PoolGeometry, max_pool, max_pool_backward, \
     max_pool_backward_xp
 
-pytestmark = pytest.mark.skipif(cpu_kernels.numba is None, reason='Numba is not installed')
+pytestmark = pytest.mark.skipif(not cpu_kernels.available(), reason='Numba is not installed')
 
 POOLS = [  # (H, W), kernel, stride, pad
     ((55, 55), (3, 3), (2, 2), (0, 0)),     # CaffeNet pool1 (overlapping windows)
@@ -64,6 +64,18 @@ def test_col2im_kernel_matches_xp(dtype, hw, kernel, stride, pad, dilation):
 def test_kernels_refuse_what_they_cannot_take():
     assert not cpu_kernels.usable(np.zeros(3, np.int32))
     assert not cpu_kernels.usable(np.zeros(3, np.float16))
+
+
+def test_numba_is_imported_on_first_use_only():
+    """Importing caffelite does not load Numba (it costs memory); a kernel's first use does."""
+    import subprocess
+    import sys
+    code = ('import sys, numpy as np, caffelite\n'
+            'from caffelite.layers import cpu_kernels\n'
+            'assert "numba" not in sys.modules\n'
+            'cpu_kernels.col2im(np.zeros((1, 1, 1, 1, 2, 2)), (1, 1, 2, 2), (1, 1), (0, 0), (1, 1))\n'
+            'assert "numba" in sys.modules\n')
+    subprocess.run([sys.executable, '-c', code], check=True)
 
 
 def test_col2im_into_a_given_array():

@@ -10,29 +10,48 @@ numbers bit for bit (same comparisons, same order of additions):
 - ``col2im``: sums the column buffer back onto the input, one pass, kernel offsets outermost
   as in the xp twin.
 
-Numba is optional: without it (or for CuPy arrays, or when ``CAFFELITE_NUMBA=0``) ``usable``
-is False and the layers run their xp code. Compiled code is cached on disk (``cache=True``).
+Numba is optional and imported on first use (it costs ~60 MB of memory to import and
+~50 MB more once a kernel has run): without it, for CuPy arrays, or with
+``CAFFELITE_NUMBA=0``, ``usable`` is False and the layers run their xp code. Compiled code is
+cached on disk (``cache=True``).
 """
 import os
 
 import numpy as np
 
-try:
-    if os.environ.get('CAFFELITE_NUMBA', '1') == '0':
-        raise ImportError('disabled by CAFFELITE_NUMBA=0')
-    import numba
-except ImportError:
-    numba = None
+_compiled = {}
+
+
+def available():
+    """True when Numba can be imported and is not disabled by ``CAFFELITE_NUMBA=0``."""
+    if 'numba' not in _compiled:
+        try:
+            if os.environ.get('CAFFELITE_NUMBA', '1') == '0':
+                raise ImportError('disabled by CAFFELITE_NUMBA=0')
+            import numba
+        except ImportError:
+            numba = None
+        _compiled['numba'] = numba
+    return _compiled['numba'] is not None
 
 
 def usable(*arrays):
     """True when the kernels can run on ``arrays`` (NumPy, float32/float64, Numba present)."""
-    return numba is not None and all(
-        isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) for a in arrays)
+    return all(isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64)
+               for a in arrays) and available()
 
 
 def _jit(function):
-    return numba.njit(cache=True, nogil=True, fastmath=False)(function) if numba else function
+    """``function`` compiled by Numba on its first call (callers check ``usable`` first)."""
+    def compiled(*args):
+        kernel = _compiled.get(function)
+        if kernel is None:
+            if not available():
+                raise RuntimeError('cpu_kernels needs Numba (check usable() first)')
+            kernel = _compiled[function] = _compiled['numba'].njit(
+                cache=True, nogil=True)(function)
+        return kernel(*args)
+    return compiled
 
 
 def _cleared(out, shape, dtype):
