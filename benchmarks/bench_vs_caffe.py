@@ -16,7 +16,11 @@ Without a Caffe build the Caffe column reads "-" and caffelite is timed alone.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_vs_caffe.py \
         [--nets lenet,caffenet,lstm_activity,lstm_captioning,lrcn,coco] [--threads 2] \
-        [--runs 5] [--warmup 2] [--repeats 1] [--caffe ~/.cache/caffe-peer/run.sh] [--no-caffe]
+        [--runs 5] [--warmup 2] [--repeats 1] [--clock wall|cpu] [--profile]
+        [--caffe ~/.cache/caffe-peer/run.sh] [--no-caffe]
+
+``--profile`` adds, per net, both frameworks' per-layer forward and backward CPU ms side by
+side (medians of --runs profiled iterations of the last repeat).
 
 This file is also the worker: ``bench_vs_caffe.py --worker caffe|caffelite PROTOTXT NPZ``
 (stdlib and NumPy only at import, so that it runs in the Caffe build's own Python).
@@ -136,7 +140,9 @@ NETS = {
 # Worker side (runs under either Python)
 # --------------------------------------------------------------------------------------------
 def _open_net(framework, prototxt):
-    """(net, one_iteration) for real Caffe or caffelite."""
+    """(net, one_iteration, one_profiled_iteration) for real Caffe or caffelite; the last
+    returns [name, type, forward ms, backward ms] per layer (``caffe time``'s table)."""
+    clock = time.process_time
     if framework == 'caffe':
         import caffe
         caffe.set_mode_cpu()
@@ -147,7 +153,21 @@ def _open_net(framework, prototxt):
             net.clear_param_diffs()
             net._forward(0, last)
             net._backward(last, 0)
-        return net, step
+
+        def profiled():
+            net.clear_param_diffs()
+            rows = [[name, layer.type, 0.0, 0.0]
+                    for name, layer in zip(net._layer_names, net.layers)]
+            for i in range(last + 1):
+                start = clock()
+                net._forward(i, i)
+                rows[i][2] = (clock() - start) * 1e3
+            for i in range(last, -1, -1):
+                start = clock()
+                net._backward(i, i)
+                rows[i][3] = (clock() - start) * 1e3
+            return rows
+        return net, step, profiled
     sys.path.insert(0, ROOT)
     import caffelite
     caffelite.set_random_seed(1)
@@ -156,12 +176,30 @@ def _open_net(framework, prototxt):
     def step():
         net.clear_param_diffs()
         net.forward_backward()
-    return net, step
+
+    def profiled():
+        net.clear_param_diffs()
+        rows = [[layer.name, layer.type, 0.0, 0.0] for layer in net.layers]
+        for i, layer in enumerate(net.layers):
+            start = clock()
+            layer.reshape(net.bottom_vecs[i], net.top_vecs[i])
+            layer.forward(net.bottom_vecs[i], net.top_vecs[i])
+            rows[i][2] = (clock() - start) * 1e3
+        net.seed_loss_diffs()
+        for i in range(len(net.layers) - 1, -1, -1):
+            if net.layer_need_backward[i]:
+                start = clock()
+                net.layers[i].backward(net.top_vecs[i], net.bottom_need_backward[i],
+                                       net.bottom_vecs[i])
+                rows[i][3] = (clock() - start) * 1e3
+        return rows
+    return net, step, profiled
 
 
 def worker(framework, prototxt, npz):
-    """Answer 'step' with the iteration's wall and CPU ms, 'quit' with the peak RSS."""
-    net, step = _open_net(framework, prototxt)
+    """Answer 'step' with the iteration's wall and CPU ms, 'profile' with one iteration's
+    per-layer CPU ms, 'quit' with the peak RSS."""
+    net, step, profiled = _open_net(framework, prototxt)
     with np.load(npz) as arrays:
         for key in arrays.files:
             blob = net.blobs[key[5:] if key.startswith('diff:') else key]
@@ -170,11 +208,14 @@ def worker(framework, prototxt, npz):
     out.write(json.dumps({'ready': True}) + '\n')
     out.flush()
     for line in sys.stdin:
-        if line.strip() == 'step':
+        command = line.strip()
+        if command == 'step':
             wall, cpu = time.perf_counter(), time.process_time()
             step()
             reply = {'wall': (time.perf_counter() - wall) * 1e3,
                      'cpu': (time.process_time() - cpu) * 1e3}
+        elif command == 'profile':
+            reply = {'layers': profiled()}
         else:
             reply = {'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         out.write(json.dumps(reply) + '\n')
@@ -215,6 +256,37 @@ class Worker:
         return rss
 
 
+def profile_layers(workers, args):
+    """{framework: {layer name: (type, forward ms, backward ms)}}: per-layer medians of
+    CPU time over --runs profiled iterations (after --warmup), interleaved."""
+    runs = {k: [] for k in workers}
+    for it in range(args.warmup + args.runs):
+        for key, w in workers.items():
+            rows = w.ask('profile')['layers']
+            if it >= args.warmup:
+                runs[key].append(rows)
+    table = {}
+    for key, iterations in runs.items():
+        table[key] = {name: (kind, statistics.median(r[j][2] for r in iterations),
+                             statistics.median(r[j][3] for r in iterations))
+                      for j, (name, kind, _, _) in enumerate(iterations[0])}
+    return table
+
+
+def print_profile(table):
+    """Per layer, in caffelite's order (then Caffe's extra layers): forward and backward ms."""
+    ours, theirs = table['caffelite'], table.get('caffe', {})
+    names = list(ours) + [n for n in theirs if n not in ours]
+    print(f'    {"layer":<34}{"type":<16}{"caffelite fwd/bwd ms":>22}{"caffe fwd/bwd ms":>20}')
+    for name in names:
+        kind = (ours.get(name) or theirs.get(name))[0]
+        cells = []
+        for side in (ours, theirs):
+            cells.append(f'{side[name][1]:8.2f} {side[name][2]:8.2f}' if name in side
+                         else f'{"-":>8} {"-":>8}')
+        print(f'    {name:<34}{kind:<16}{cells[0]:>22}{cells[1]:>20}')
+
+
 def load_average():
     return os.getloadavg()[0]
 
@@ -241,8 +313,9 @@ def time_net(name, args, caffe_cmd, workdir):
         f.write(text)
     np.savez(npz, **arrays)
     ours_cmd = [sys.executable, os.path.abspath(__file__), '--worker', 'caffelite']
-    ratios, result = [], {}
+    ratios = []
     for _ in range(args.repeats):
+        result = {}
         load = load_average()
         workers = {'caffelite': Worker(ours_cmd, prototxt, npz, args.threads)}
         if caffe_cmd:
@@ -254,8 +327,10 @@ def time_net(name, args, caffe_cmd, workdir):
                 reply = workers[key].ask('step')
                 if it >= args.warmup:
                     times[key].append(reply[args.clock])
+        if args.profile:
+            result['profile'] = profile_layers(workers, args)
         rss = {k: w.close() for k, w in workers.items()}
-        result = {k: statistics.median(v) for k, v in times.items()}
+        result.update({k: statistics.median(v) for k, v in times.items()})
         if 'caffe' in times:
             ratios.append(statistics.median(a / b for a, b in
                                             zip(times['caffelite'], times['caffe'])))
@@ -275,6 +350,8 @@ def main(argv=None):
     ap.add_argument('--clock', choices=('wall', 'cpu'), default='wall')
     ap.add_argument('--caffe', default=DEFAULT_CAFFE, help='run.sh of the real Caffe build')
     ap.add_argument('--no-caffe', action='store_true')
+    ap.add_argument('--profile', action='store_true', help='per-layer CPU ms of both, '
+                    'side by side (Caffe\'s `caffe time` table)')
     args = ap.parse_args(argv)
     caffe_cmd = None
     if not args.no_caffe:
@@ -298,6 +375,8 @@ def main(argv=None):
                                                      if 'caffe' in r['rss'] else '-')
             print(f'{name:<16}{r["caffelite"]:13.1f}{caffe_ms}{ratio}{span:>13}{rss:>19}'
                   f'{r["load"][0]:>5.1f}-{r["load"][1]:<4.1f}  {NETS[name]}', flush=True)
+            if args.profile:
+                print_profile(r['profile'])
 
 
 if __name__ == '__main__':
