@@ -14,6 +14,7 @@ setup(
         'protobuf~=7.36',      # caffelite_pb2.py was generated for the 7.x runtime
         'pillow~=13.0',
         'h5py~=3.16',
+        'numba~=0.68.1',       # CPU kernels (layers/cpu_kernels.py); optional at import
     ],
     extras_require={
         'gpu': ['cupy-cuda13x~=14.2'],     # CUDA 13; the GPU check: make gpu-check

@@ -192,6 +192,27 @@ def test_convolution_gradient(body, shape):
     check_layer_gradient(layer, [blob(gaussian(shape))], tops(), max_checks=120)
 
 
+@pytest.mark.parametrize('body,shape', [CONV_CASES[1], CONV_CASES[4],
+                                        ('num_output: 2 kernel_size: 2 pad: 1', (3, 2, 3, 4, 3))])
+def test_convolution_in_chunks_of_one_image(body, shape):
+    """Convolution works through the batch in chunks of images (CHUNK_BYTES of columns): one
+    image per chunk gives the whole-batch numbers and gradients."""
+    whole = make(f'type: "Convolution" convolution_param {{ {body} {FILLERS} }}')
+    chunked = make(f'type: "Convolution" convolution_param {{ {body} {FILLERS} }}')
+    chunked.CHUNK_BYTES = 1
+    x = gaussian(shape)
+    (y_whole,) = run(whole, [blob(x)], tops())
+    bottom, t = [blob(x)], tops()
+    run(chunked, bottom, t)
+    for mine, theirs in zip(chunked.blobs, whole.blobs):
+        mine.data[...] = theirs.data
+    chunked.forward(bottom, t)
+    y = t[0].data
+    assert len(chunked._chunks(1, 1, 8)) == shape[0]
+    np.testing.assert_allclose(y, y_whole, rtol=1e-12, atol=1e-12)
+    check_layer_gradient(chunked, [blob(x)], tops(), max_checks=80)
+
+
 def test_convolution_two_bottoms_share_weights():
     layer = make(f'type: "Convolution" convolution_param {{ num_output: 2 kernel_size: 2 '
                  f'pad: 1 {FILLERS} }}')

@@ -11,6 +11,8 @@ from ..blob import shape_count
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
+from .gemm import gemm_accumulate, output_array
+from .im2col import workspace
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -80,24 +82,35 @@ class InnerProductLayer(Layer):
         top[0].reshape(shape[:self.axis] + (self.num_output,))
 
     def forward(self, bottom, top):
+        """y^T = W x^T (the faster operand order for OpenBLAS when M is small), then one
+        transposing pass y = y^T^T + b into the top."""
         x = bottom[0].xdata.reshape(self.M, self.K)
         w = self.blobs[0].xdata
-        y = x @ w if self.transpose else x @ w.T
+        xp = get_array_module(w)
+        y_t = workspace(xp, (self.num_output, self.M), w.dtype, 'inner_product.y')
+        xp.matmul(w.T if self.transpose else w, x.T, out=y_t)
+        y = output_array(top[0]).reshape(self.M, self.num_output)
         if self.bias_term:
-            y = y + self.blobs[1].xdata
-        top[0].xdata = y.reshape(top[0].shape)
+            xp.add(y_t.T, self.blobs[1].xdata, out=y)
+        else:
+            y[...] = y_t.T
 
     def backward(self, top, propagate_down, bottom):
         dy = top[0].xdiff.reshape(self.M, self.num_output)
         x = bottom[0].xdata.reshape(self.M, self.K)
         w = self.blobs[0].xdata
+        xp = get_array_module(w)
         if self.param_needs_grad(0):
-            self.blobs[0].xdiff += (x.T @ dy) if self.transpose else (dy.T @ x)
+            dw = self.blobs[0].xdiff
+            if self.transpose:
+                gemm_accumulate(x.T, dy, dw)
+            else:
+                gemm_accumulate(dy.T, x, dw)
         if self.bias_term and self.param_needs_grad(1):
             self.blobs[1].xdiff += dy.sum(axis=0)
         if propagate_down[0]:
-            dx = dy @ w.T if self.transpose else dy @ w
-            bottom[0].xdiff = dx.reshape(bottom[0].shape)
+            dx = output_array(bottom[0], diff=True).reshape(self.M, self.K)
+            xp.matmul(dy, w.T if self.transpose else w, out=dx)
 
 
 @register('Embed')

@@ -28,6 +28,7 @@ import threading
 import numpy as np
 
 from ..backend import get_array_module
+from . import cpu_kernels
 
 _workspaces = threading.local()
 
@@ -125,10 +126,19 @@ def im2col(x, kernel, stride, pad, dilation, out_shape, slot=None):
     return cols
 
 
-def col2im(cols, x_shape, kernel, stride, pad, dilation, out_shape, slot=None):
+def col2im(cols, x_shape, kernel, stride, pad, dilation, out_shape, slot=None, out=None):
     """The adjoint of ``im2col``: sums each column entry back onto the input cell it was read
-    from. cols: C x k... x N x o...; returns a new contiguous N x C x spatial array (the
-    accumulator lives in workspace ``slot`` when given)."""
+    from. cols: C x k... x N x o...; returns a contiguous N x C x spatial array: ``out``
+    (C-contiguous, x_shape's size) when given, else a new one (the accumulator lives in
+    workspace ``slot`` when given). 2-D on NumPy: one compiled pass (cpu_kernels.col2im, the
+    same sums in the same order), else ``col2im_xp``."""
+    if len(kernel) == 2 and cpu_kernels.usable(cols):
+        return cpu_kernels.col2im(cols, x_shape, stride, pad, dilation, out)
+    return col2im_xp(cols, x_shape, kernel, stride, pad, dilation, out_shape, slot, out)
+
+
+def col2im_xp(cols, x_shape, kernel, stride, pad, dilation, out_shape, slot=None, out=None):
+    """``col2im`` as one strided add per kernel offset (any backend, any dimension)."""
     xp = get_array_module(cols)
     n, c = x_shape[:2]
     spatial = tuple(x_shape[2:])
@@ -143,7 +153,12 @@ def col2im(cols, x_shape, kernel, stride, pad, dilation, out_shape, slot=None):
     for offset in kernel_offsets(kernel):
         acc[full + offset_slices(offset, stride, dilation, out_shape)] += cols[(slice(None),) + offset]
     crop = tuple(slice(p, p + i) for p, i in zip(pad, spatial))
-    return acc[full + crop].swapaxes(0, 1).copy()  # always a copy: acc may be a workspace
+    cropped = acc[full + crop].swapaxes(0, 1)
+    if out is None:
+        return cropped.copy()  # always a copy: acc may be a workspace
+    out = out.reshape(x_shape)
+    out[...] = cropped
+    return out
 
 
 def kernel_offsets(kernel):

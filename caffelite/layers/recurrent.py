@@ -41,6 +41,7 @@ from .. import backend
 from ..backend import get_array_module
 from ..errors import LayerError
 from .base import Layer, register
+from .gemm import gemm_accumulate, output_array
 
 
 # -- shared helpers ----------------------------------------------------------------------------
@@ -303,11 +304,12 @@ class _RecurrentLayer(Layer):
         gates = dz.shape[-1]
         dz2 = dz.reshape(steps * streams, gates)
         if self.param_needs_grad(idx_wx):
-            _accumulate(self.blobs[idx_wx], dz2.T @ x2)
+            gemm_accumulate(dz2.T, x2, output_array(self.blobs[idx_wx], diff=True))
         if self.param_needs_grad(idx_b):
             _accumulate(self.blobs[idx_b], dz2.sum(axis=0))
         if propagate_down[0]:
-            bottom[0].xdiff = (dz2 @ self.blobs[idx_wx].xdata).reshape(bottom[0].shape)
+            dx = output_array(bottom[0], diff=True).reshape(steps * streams, -1)
+            xp.matmul(dz2, self.blobs[idx_wx].xdata, out=dx)
         if propagate_down[1]:
             bottom[1].xdiff = xp.zeros(bottom[1].shape, dtype=bottom[1].dtype)
         if self.static_input:
@@ -315,7 +317,7 @@ class _RecurrentLayer(Layer):
             if need_w or propagate_down[2]:
                 dzs = dz.sum(axis=0)                       # N x G: x_static feeds every step
                 if need_w:
-                    _accumulate(self.blobs[idx_ws], dzs.T @ xs)
+                    gemm_accumulate(dzs.T, xs, output_array(self.blobs[idx_ws], diff=True))
                 if propagate_down[2]:
                     bottom[2].xdiff = (dzs @ self.blobs[idx_ws].xdata).reshape(bottom[2].shape)
 
@@ -429,8 +431,8 @@ class LSTMLayer(_RecurrentLayer):
         first = self._first_live()
         if self.param_needs_grad(self._i_wh) and first < steps:
             hc = pool.get('hc', shape3, self.dtype, xp)
-            _accumulate(self.blobs[self._i_wh],
-                        dz3[first:].reshape(-1, gates).T @ hc[first:].reshape(-1, hidden))
+            gemm_accumulate(dz3[first:].reshape(-1, gates).T, hc[first:].reshape(-1, hidden),
+                            output_array(self.blobs[self._i_wh], diff=True))
         self._input_backward(xp, propagate_down, bottom, dz3, x2, xs, steps, streams,
                              0, 1, self._i_ws)
         self._write_state_diffs(propagate_down, bottom, [dh, dc])
@@ -504,7 +506,7 @@ class RNNLayer(_RecurrentLayer):
         # Output layer, all steps at once: o = tanh(W_ho h + b_o).
         dpre = top[0].xdiff.reshape(-1, hidden) * (1 - self._o.reshape(-1, hidden) ** 2)
         if self.param_needs_grad(self._i_who):
-            _accumulate(self.blobs[self._i_who], dpre.T @ hs2)
+            gemm_accumulate(dpre.T, hs2, output_array(self.blobs[self._i_who], diff=True))
         if self.param_needs_grad(self._i_bo):
             _accumulate(self.blobs[self._i_bo], dpre.sum(axis=0))
         dhs = (dpre @ self.blobs[self._i_who].xdata).reshape(shape3)   # reaches h_t from o_t
@@ -526,8 +528,8 @@ class RNNLayer(_RecurrentLayer):
         first = self._first_live()
         if self.param_needs_grad(self._i_whh) and first < steps:
             hc = pool.get('hc', shape3, self.dtype, xp)
-            _accumulate(self.blobs[self._i_whh],
-                        dz[first:].reshape(-1, hidden).T @ hc[first:].reshape(-1, hidden))
+            gemm_accumulate(dz[first:].reshape(-1, hidden).T, hc[first:].reshape(-1, hidden),
+                            output_array(self.blobs[self._i_whh], diff=True))
         self._input_backward(xp, propagate_down, bottom, dz, x2, xs, steps, streams,
                              0, 1, self._i_ws)
         self._write_state_diffs(propagate_down, bottom, [dh])

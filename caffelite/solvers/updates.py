@@ -22,6 +22,7 @@ import os
 from .. import backend
 from ..blob import Blob
 from ..errors import CaffeliteError
+from ..layers.im2col import workspace
 from .base import Solver
 from ..upgrade import solver_type
 from .params import read_solver_param
@@ -48,8 +49,9 @@ class SGDSolver(Solver):
 
     def compute_update_value(self, i, rate):
         g, xp, h = _arrays(self, i, i)
+        g *= self.local_rate(i, rate)     # in place: g is overwritten with the step anyway
         h *= self.param.momentum
-        h += self.local_rate(i, rate) * g
+        h += g
         g[...] = h
 
 
@@ -136,11 +138,18 @@ class AdamSolver(_TwoHistorySolver):
         beta1, beta2 = self.param.momentum, self.param.momentum2
         t = self.iter + 1
         correction = (1 - beta2 ** t) ** 0.5 / (1 - beta1 ** t)
+        scratch = workspace(xp, g.shape, g.dtype, 'solver.scratch')   # no temporaries
+        xp.multiply(g, 1 - beta1, out=scratch)
         m *= beta1
-        m += (1 - beta1) * g
+        m += scratch
+        xp.multiply(g, g, out=scratch)
+        scratch *= 1 - beta2
         v *= beta2
-        v += (1 - beta2) * (g * g)
-        g[...] = (self.local_rate(i, rate) * correction) * (m / (xp.sqrt(v) + self.param.delta))
+        v += scratch
+        xp.sqrt(v, out=scratch)
+        scratch += self.param.delta
+        xp.divide(m, scratch, out=g)
+        g *= self.local_rate(i, rate) * correction
 
 
 def solver_class(type_name):

@@ -1,0 +1,92 @@
+"""The compiled CPU kernels (layers/cpu_kernels.py) against their xp twins, forward and
+backward: the same numbers, bit for bit."""
+import numpy as np
+import pytest
+
+from caffelite.layers import cpu_kernels
+from caffelite.layers.im2col import col2im_xp, conv_output_shape, im2col
+from caffelite.layers.vision import PoolGeometry, max_pool, max_pool_backward, \
+    max_pool_backward_xp
+
+pytestmark = pytest.mark.skipif(not cpu_kernels.available(), reason='Numba is not installed')
+
+POOLS = [  # (H, W), kernel, stride, pad
+    ((55, 55), (3, 3), (2, 2), (0, 0)),     # CaffeNet pool1 (overlapping windows)
+    ((24, 24), (2, 2), (2, 2), (0, 0)),     # LeNet
+    ((13, 12), (3, 2), (2, 3), (1, 1)),     # padding, ceil mode, rectangular
+    ((5, 7), (4, 4), (1, 3), (2, 0)),
+]
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('hw, kernel, stride, pad', POOLS)
+def test_max_pool_backward_kernel_matches_xp(dtype, hw, kernel, stride, pad):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3) + hw).astype(dtype)
+    x[0, 0, :2, :2] = 1.5                    # ties: the first maximum in row-major order wins
+    x[1, 2] = np.round(x[1, 2])              # many ties
+    geo = PoolGeometry(hw, kernel, stride, pad)
+    y, arg = max_pool(x, geo)
+    assert cpu_kernels.usable(y)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx_ref = max_pool_backward_xp(dy, arg, geo, x.shape)
+    dx = max_pool_backward(dy, arg, geo, x.shape)
+    assert dx.dtype == dx_ref.dtype and dx.flags.c_contiguous
+    np.testing.assert_array_equal(dx, dx_ref)            # same sums in the same order
+    out = np.full(x.size, 7, dtype)                      # into a given array, cleared first
+    assert max_pool_backward(dy, arg, geo, x.shape, out).base is out
+    np.testing.assert_array_equal(out.reshape(x.shape), dx_ref)
+
+
+CONVS = [  # (H, W), kernel, stride, pad, dilation
+    ((27, 27), (5, 5), (1, 1), (2, 2), (1, 1)),   # CaffeNet conv2
+    ((31, 31), (11, 11), (4, 4), (0, 0), (1, 1)), # conv1-like
+    ((9, 8), (3, 2), (2, 1), (1, 0), (2, 3)),     # dilation, rectangular
+]
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('hw, kernel, stride, pad, dilation', CONVS)
+def test_col2im_kernel_matches_xp(dtype, hw, kernel, stride, pad, dilation):
+    rng = np.random.default_rng(1)
+    out = conv_output_shape(hw, kernel, stride, pad, dilation)
+    x_shape = (2, 3) + hw
+    cols = rng.standard_normal((3,) + kernel + (2,) + out).astype(dtype)
+    dx = cpu_kernels.col2im(cols, x_shape, stride, pad, dilation)
+    ref = col2im_xp(cols, x_shape, kernel, stride, pad, dilation, out)
+    np.testing.assert_array_equal(dx, ref)
+    # The adjoint of im2col: <im2col(x), cols> == <x, col2im(cols)>.
+    x = rng.standard_normal(x_shape).astype(np.float64)
+    lhs = np.vdot(im2col(x, kernel, stride, pad, dilation, out), cols.astype(np.float64))
+    np.testing.assert_allclose(lhs, np.vdot(x, dx.astype(np.float64)), rtol=1e-5)
+
+
+def test_kernels_refuse_what_they_cannot_take():
+    assert not cpu_kernels.usable(np.zeros(3, np.int32))
+    assert not cpu_kernels.usable(np.zeros(3, np.float16))
+
+
+def test_numba_is_imported_on_first_use_only():
+    """Importing caffelite does not load Numba (it costs memory); a kernel's first use does."""
+    import subprocess
+    import sys
+    code = ('import sys, numpy as np, caffelite\n'
+            'from caffelite.layers import cpu_kernels\n'
+            'assert "numba" not in sys.modules\n'
+            'cpu_kernels.col2im(np.zeros((1, 1, 1, 1, 2, 2)), (1, 1, 2, 2), (1, 1), (0, 0), (1, 1))\n'
+            'assert "numba" in sys.modules\n')
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_col2im_into_a_given_array():
+    rng = np.random.default_rng(2)
+    kernel, stride, pad, dilation, hw = (3, 3), (2, 2), (1, 1), (1, 1), (7, 6)
+    out_hw = conv_output_shape(hw, kernel, stride, pad, dilation)
+    cols = rng.standard_normal((2,) + kernel + (3,) + out_hw)
+    ref = col2im_xp(cols, (3, 2) + hw, kernel, stride, pad, dilation, out_hw)
+    for col2im_fn in (lambda o: cpu_kernels.col2im(cols, (3, 2) + hw, stride, pad, dilation, o),
+                      lambda o: col2im_xp(cols, (3, 2) + hw, kernel, stride, pad, dilation,
+                                          out_hw, 'test.acc', o)):
+        out = np.full(ref.size, 5.0)
+        assert col2im_fn(out).base is out
+        np.testing.assert_array_equal(out.reshape(ref.shape), ref)
