@@ -81,10 +81,13 @@ def to_device(a):
 
 
 def set_random_seed(seed):
-    """Seed every random stream (fillers, dropout, data shuffling) so a run repeats exactly."""
-    _host_rng[0] = np.random.default_rng(int(seed))
+    """Seed every random stream (fillers, dropout, data shuffling) so a run repeats exactly.
+    The seed is taken modulo 2**32, as Caffe's ``set_random_seed(unsigned int)`` takes the
+    solver's int64 ``random_seed``."""
+    seed = int(seed) % 2 ** 32
+    _host_rng[0] = np.random.default_rng(seed)
     if _state['mode'] == 'gpu':
-        _cupy().random.seed(int(seed))
+        _cupy().random.seed(seed)
 
 
 def host_rng():

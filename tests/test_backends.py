@@ -449,3 +449,13 @@ def test_train_and_device_query_with_gpu_flag_run_in_gpu_mode(tmp_path):
                            cwd=tmp_path, env=dict(env, CAFFELITE_FAKE_GPU='1'),
                            capture_output=True, text=True, timeout=60)
     assert query.returncode == 0 and 'caffelite fake GPU' in query.stdout + query.stderr
+
+
+def test_random_seed_is_taken_modulo_2_to_the_32_as_caffe_does(array_backend):
+    """Caffe's set_random_seed takes an unsigned int: random_seed 2**32 + 5 seeds like 5."""
+    from caffelite import backend
+    draws = []
+    for seed in (5, 2 ** 32 + 5):
+        backend.set_random_seed(seed)
+        draws.append(backend.to_host(backend.random_uniform((4,), np.float32, backend.xp())))
+    np.testing.assert_array_equal(draws[0], draws[1])

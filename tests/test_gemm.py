@@ -7,6 +7,17 @@ from caffelite.blob import Blob
 from caffelite.layers import gemm
 from caffelite.layers.gemm import gemm_accumulate, output_array, use_blas
 
+from backend_testing import use_backend
+
+
+@pytest.fixture(autouse=True)
+def _cpu_mode():
+    """CPU mode whatever the suite's backend: the BLAS path is the host's (on a device the
+    xp path runs instead)."""
+    with use_backend('numpy'):
+        yield
+
+
 needs_blas = pytest.mark.skipif(not gemm._GEMM, reason="NumPy's bundled OpenBLAS not found")
 
 

@@ -2,11 +2,24 @@
 forward, backward and solver update), reshape keeps the storage within its capacity, and a loss
 top's diff holds its loss weight (Caffe's SetLossWeights) and is used by backward as it is."""
 import numpy as np
+import pytest
 
 import caffelite as caffe
 from caffelite.blob import Blob
 from caffelite.prototxt import parse_prototxt_text
 from caffelite.proto import caffelite_pb2 as pb
+
+from backend_testing import use_backend
+
+
+@pytest.fixture(autouse=True)
+def _cpu_mode():
+    """CPU mode whatever the suite's backend: this memory model is the host's. In GPU mode a
+    kept host view holds the values as of the last copy to the host, as with Caffe's
+    SyncedMemory, not every later update."""
+    with use_backend('numpy'):
+        yield
+
 
 NET = '''
 name: "views"
