@@ -56,3 +56,26 @@ def test_missing_matplotlib_message_names_the_extra(no_matplotlib, tmp_path, cap
     assert plot_training_log.main([str(tmp_path / 'train.log'), str(tmp_path / 'x.png')]) == 1
     err = capsys.readouterr().err
     assert "pip install -e '.[plot]'" in err and 'Traceback' not in err
+
+
+def test_confusion_matrix_counts_true_rows_predicted_columns():
+    from caffelite.lrcn.activity import confusion_matrix
+    scores = [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]]
+    labels = [0, 1, 1, 2]
+    assert confusion_matrix(scores, labels, 3).tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+
+
+def test_gallery_and_confusion_pictures(tmp_path):
+    from caffelite.lrcn.gallery import caption_gallery, confusion_figure
+    paths = []
+    for k, colour in enumerate(((255, 0, 0), (0, 0, 255), (0, 200, 0))):
+        paths.append(str(tmp_path / ('im%d.png' % k)))
+        Image.new('RGB', (16, 16), colour).save(paths[-1])
+    refs = [['a red square'], ['a blue square'], ['a green square']]
+    caption_gallery(paths, refs, {'greedy': ['a red square', 'a blue circle', 'a square'],
+                                  'beam 3': ['red', 'blue', 'green']},
+                    str(tmp_path / 'gallery.png'), columns=2)
+    _is_png(tmp_path / 'gallery.png', 300)
+    confusion_figure([('single frame', np.eye(3) * 5), ('LRCN', np.ones((3, 3)))],
+                     ['a', 'b', 'c'], str(tmp_path / 'confusion.png'))
+    _is_png(tmp_path / 'confusion.png', 300)

@@ -3,9 +3,10 @@
 
     python tools/make_activity_videos.py --out data/activity        # once (seeded)
     python tools/activity.py train --model lstm --modality rgb       # -> snapshots/...
+    (models: singleframe, lstm = LRCN-fc6, lstm_fc7 = LRCN-fc7)
     python tools/activity.py eval  --model lstm --modality rgb       # -> data/activity/results/*.npz
     python tools/activity.py table                                   # Table 1 from the .npz
-    python tools/activity.py all                                     # the 4 runs + the table
+    python tools/activity.py all                                     # the 6 runs + the table
 
 Models, clip averaging and fusion: caffelite/lrcn/activity.py.
 """
@@ -31,7 +32,7 @@ def main(argv=None):
         if name == "eval":
             s.add_argument("--weights", help="default: the solver's final snapshot")
     sub.add_parser("table")
-    sub.add_parser("all", help="train + eval the 4 models, then print the table")
+    sub.add_parser("all", help="train + eval the 6 model/modality runs, then print the table")
     args = p.parse_args(argv)
     try:
         runs = [(args.model, args.modality)] if args.command in ("train", "eval") else \
