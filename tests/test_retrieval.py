@@ -36,6 +36,11 @@ def test_retrieval_metrics_both_directions():
     assert m["caption->image"] == pytest.approx({"R@1": 75.0, "R@2": 75.0, "Medr": 1.0})
     # image -> caption, per row: ranks 1, 1, 2 (image 2's caption ties caption 0)
     assert m["image->caption"] == pytest.approx({"R@1": 200 / 3, "R@2": 100.0, "Medr": 1.0})
+    # centred: column means -7/3, -10/3, -4, -11/3 subtracted; image 0's row becomes
+    # [4/3, -5/3, 2, 2/3] (caption 2, not its own 0 or 1, is top: rank 2), image 1's
+    # [-5/3, 4/3, 3, -7/3] (rank 1), image 2's [1/3, 1/3, -5, 5/3] (rank 1)
+    assert m["image->caption centred"] == pytest.approx({"R@1": 200 / 3, "R@2": 100.0,
+                                                         "Medr": 1.0})
 
 
 def test_rank_errors_are_clear():

@@ -56,11 +56,10 @@ def main(argv=None):
     print("%d images x %d captions scored in %.0f s" % (len(paths), len(captions),
                                                       time.time() - start))
     cols = ["R@%d" % k for k in KS] + ["Medr"]
-    print("| model | " + " | ".join("caption->image %s" % c for c in cols) + " | "
-          + " | ".join("image->caption %s" % c for c in cols) + " |")
-    print("| %s | " % (args.name or args.weights)
-          + " | ".join("%g" % round(metrics[d][c], 1) for d in ("caption->image", "image->caption")
-                       for c in cols) + " |")
+    print("| model | direction | " + " | ".join(cols) + " |")
+    for direction, summary in metrics.items():
+        print("| %s | %s | " % (args.name or args.weights, direction)
+              + " | ".join("%g" % round(summary[c], 1) for c in cols) + " |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"name": args.name or args.weights, "images": len(paths),

@@ -94,7 +94,8 @@ def rank_summary(ranks, ks=KS):
 
 def retrieval_metrics(scores, caption_image, ks=KS):
     """I x C scores (s[i, c] = log p(c | i)), caption_image: C ints, the row of each caption's
-    image -> {"caption->image": summary, "image->caption": summary} (rank_summary)."""
+    image -> {"caption->image", "image->caption", "image->caption centred": summary}
+    (rank_summary; "centred": the module docstring)."""
     scores = np.asarray(scores, dtype=np.float64)
     caption_image = np.asarray(caption_image, dtype=np.int64)
     if scores.shape[1] != len(caption_image):
@@ -102,4 +103,6 @@ def retrieval_metrics(scores, caption_image, ks=KS):
                          % (scores.shape[1], len(caption_image)))
     correct = np.arange(scores.shape[0])[:, None] == caption_image[None, :]     # I x C
     return {"caption->image": rank_summary(first_correct_ranks(scores.T, correct.T), ks),
-            "image->caption": rank_summary(first_correct_ranks(scores, correct), ks)}
+            "image->caption": rank_summary(first_correct_ranks(scores, correct), ks),
+            "image->caption centred": rank_summary(
+                first_correct_ranks(scores - scores.mean(axis=0), correct), ks)}
