@@ -40,8 +40,10 @@ def caption_gallery(paths, references, generated, out, columns=4, width=36):
     plt.close(fig)
 
 
-def confusion_figure(matrices, class_names, out):
-    """matrices: [(title, C x C counts)] -> PNG at ``out``, rows normalised to fractions."""
+def confusion_figure(matrices, class_names, out, group=2):
+    """matrices: [(title, C x C counts)] -> PNG at ``out``, rows normalised to fractions;
+    thin lines separate consecutive groups of ``group`` classes (the activity data's
+    time-reversal pairs)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.6), squeeze=False)
     for ax, (title, m) in zip(axes[0], matrices):
@@ -49,6 +51,9 @@ def confusion_figure(matrices, class_names, out):
         frac = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
         ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
         ax.set_title(title, fontsize=10)
+        for k in range(group, len(class_names), group):
+            ax.axhline(k - 0.5, color="0.6", lw=0.5)
+            ax.axvline(k - 0.5, color="0.6", lw=0.5)
         ticks = np.arange(len(class_names))
         ax.set_xticks(ticks, class_names, rotation=90, fontsize=7)
         ax.set_yticks(ticks, class_names, fontsize=7)
