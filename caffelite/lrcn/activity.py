@@ -76,16 +76,18 @@ def _paths(model, modality):
     return solver, "prototxt/activity_%s.prototxt" % model
 
 
-def train(model, modality):
-    """Run the model's solver (Caffe-style log on stdout); -> path of the final weights."""
-    return training.train(_paths(model, modality)[0])
+def train(model, modality, max_iter=None):
+    """Run the model's solver (Caffe-style log on stdout), on the budget ``max_iter`` if
+    given (caffelite.lrcn.training); -> path of the final weights."""
+    return training.train(_paths(model, modality)[0], max_iter)
 
 
-def evaluate(model, modality, weights=None):
-    """Per-video probabilities on the test list -> (V x C scores, V labels)."""
+def evaluate(model, modality, weights=None, max_iter=None):
+    """Per-video probabilities on the test list -> (V x C scores, V labels); the default
+    weights are those ``train`` leaves (on the budget ``max_iter``)."""
     solver_path, net_path = _paths(model, modality)
     if weights is None:
-        weights = training.final_weights(solver_path)
+        weights = training.final_weights(solver_path, max_iter)
     net = Net(net_path, TEST, stages=[modality], weights=weights)
     data = net.layers[0]
     total = int(data.clips_per_epoch)
