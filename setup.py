@@ -21,7 +21,10 @@ setup(
         'mpi': ['mpi4py~=4.1', 'mpich~=5.0'],
         'lmdb': ['lmdb~=3.0'],
         'draw': ['pydot~=4.0'],
-        'test': ['pytest~=9.0', 'grpcio-tools~=1.85', 'lmdb~=3.0', 'pydot~=4.0', 'scipy~=1.17'],
+        # tools/plot_training_log.py, tools/gallery.py (matplotlib), with the db and net drawing
+        'plot': ['matplotlib==3.11.2', 'lmdb~=3.0', 'pydot~=4.0'],
+        'test': ['pytest~=9.0', 'grpcio-tools~=1.85', 'lmdb~=3.0', 'pydot~=4.0', 'scipy~=1.17',
+                 'matplotlib==3.11.2'],
         # the peer the benchmarks and the LSTM agreement test compare against (CPU build)
         'bench': ['torch==2.13.0'],
         # caffelite export_onnx / caffelite.onnx, and the runtime its tests check against

@@ -39,6 +39,8 @@ def main(argv=None):
     p.add_argument("--files", nargs="*", help="caption these image files instead (ids 0, 1, ..)")
     p.add_argument("--image-net", default="prototxt/lrcn_deploy_image.prototxt")
     p.add_argument("--word-net", default="prototxt/lrcn_deploy_word.prototxt")
+    p.add_argument("--stage", action="append", default=[],
+                   help="net stage of the weights' variant (prototxt/lrcn.prototxt), repeatable")
     p.add_argument("--vocab", default="data/shapes_captions/h5_train/vocabulary.txt")
     p.add_argument("--mean", type=float, default=128.0)
     p.add_argument("--scale", type=float, default=0.0078125)
@@ -70,7 +72,7 @@ def main(argv=None):
             res = baseline_captions(args.baseline, args.train_captions, len(paths), args.seed)
         else:
             cap = Captioner(args.weights, args.image_net, args.word_net, args.vocab, args.mean,
-                            args.scale)
+                            args.scale, stages=args.stage)
             res = cap.caption_files(paths, args.batch_size, method=args.method,
                                     beam_size=args.beam_size, temperature=args.temperature,
                                     seed=args.seed, max_length=args.max_length)

@@ -10,6 +10,9 @@ The command-line scripts under tools/ parse arguments and call into these module
     search                greedy / sampling / beam search over a one-step decoder
     captioner             the deploy image + word nets as a captioner
     metrics               BLEU-1..4 and CIDEr-D (coco-caption's definitions)
+    retrieval             image <-> caption retrieval by log p(caption | image): R@K, Medr
+    nearest_neighbour     1NN caption baselines (cosine over the CNN's features)
+    gallery               caption gallery and confusion-matrix pictures (matplotlib)
     training              run an example's solver; name its final weights
     activity_videos       the seeded toy activity videos and their optical flow
     activity              clip averaging, late fusion and Table 1 of the activity models

@@ -2,10 +2,11 @@
 
 The command line is tools/activity.py (train / eval / table / all).
 
-Models (prototxt/activity_{singleframe,lstm}.prototxt, stage "rgb" or "flow"):
+Models (prototxt/activity_{singleframe,lstm,lstm_fc7}.prototxt, stage "rgb" or "flow"):
   singleframe: a CNN on one frame; at test every frame of a video is one "clip" of length 1.
-  lstm (LRCN): the CNN on each frame of a 16-frame clip, an LSTM over the clip; at test
-               every clip with stride 8.
+  lstm (LRCN-fc6): the CNN on each frame of a 16-frame clip, an LSTM over the clip's fc6
+               features; at test every clip with stride 8.
+  lstm_fc7 (LRCN-fc7): the same with a second fully connected layer fc7 before the LSTM.
 Averaging (``video_scores``): the net's test output "probs" is T x N x C (time, clip, class);
 a clip's score is the mean over its T steps, a video's score the mean over its clips (the
 VideoData layer's 4th top gives each column's video). Fusion (``fuse``): the weighted mean
@@ -21,7 +22,8 @@ import numpy as np
 from .. import TEST, Net
 from . import training
 
-MODELS = ("singleframe", "lstm")
+MODELS = ("singleframe", "lstm", "lstm_fc7")
+MODEL_NAMES = {"singleframe": "Single frame", "lstm": "LRCN-fc6", "lstm_fc7": "LRCN-fc7"}
 MODALITIES = ("rgb", "flow")
 RESULTS = "data/activity/results"
 
@@ -59,21 +61,33 @@ def accuracy(scores, labels):
     return float(np.mean(np.argmax(scores, axis=1) == np.asarray(labels)))
 
 
+def confusion_matrix(scores, labels, num_classes=None):
+    """M[i, j] = number of videos of class i (row: true label) predicted as j (argmax)."""
+    labels = np.asarray(labels).astype(np.int64)
+    pred = np.argmax(np.asarray(scores), axis=1)
+    c = num_classes or int(max(labels.max(), pred.max()) + 1)
+    m = np.zeros((c, c), dtype=np.int64)
+    np.add.at(m, (labels, pred), 1)
+    return m
+
+
 def _paths(model, modality):
     solver = "prototxt/activity_%s_%s_solver.prototxt" % (model, modality)
     return solver, "prototxt/activity_%s.prototxt" % model
 
 
-def train(model, modality):
-    """Run the model's solver (Caffe-style log on stdout); -> path of the final weights."""
-    return training.train(_paths(model, modality)[0])
+def train(model, modality, max_iter=None):
+    """Run the model's solver (Caffe-style log on stdout), on the budget ``max_iter`` if
+    given (caffelite.lrcn.training); -> path of the final weights."""
+    return training.train(_paths(model, modality)[0], max_iter)
 
 
-def evaluate(model, modality, weights=None):
-    """Per-video probabilities on the test list -> (V x C scores, V labels)."""
+def evaluate(model, modality, weights=None, max_iter=None):
+    """Per-video probabilities on the test list -> (V x C scores, V labels); the default
+    weights are those ``train`` leaves (on the budget ``max_iter``)."""
     solver_path, net_path = _paths(model, modality)
     if weights is None:
-        weights = training.final_weights(solver_path)
+        weights = training.final_weights(solver_path, max_iter)
     net = Net(net_path, TEST, stages=[modality], weights=weights)
     data = net.layers[0]
     total = int(data.clips_per_epoch)
@@ -99,7 +113,7 @@ def table(results=RESULTS):
         z = np.load(path)
         return z["scores"], z["labels"]
     rows = []
-    for model, name in (("singleframe", "Single frame"), ("lstm", "LRCN")):
+    for model in MODELS:
         rgb, lab = load(model, "rgb")
         flow, lab2 = load(model, "flow")
         row = {}
@@ -112,7 +126,7 @@ def table(results=RESULTS):
                 raise ValueError("RGB and flow test lists disagree on the labels")
             row["1/2-1/2"] = accuracy(fuse(rgb, flow, 0.5), lab)
             row["1/3-2/3"] = accuracy(fuse(rgb, flow, 2.0 / 3.0), lab)
-        rows.append((name, row))
+        rows.append((MODEL_NAMES[model], row))
     return rows
 
 

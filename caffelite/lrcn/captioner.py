@@ -72,14 +72,15 @@ class NetStepper:
 
 
 class Captioner:
-    """Image net + word net sharing one weights file; see the module docstring."""
+    """Image net + word net sharing one weights file; see the module docstring. ``stages``
+    picks the variant of prototxt/lrcn.prototxt the weights come from (e.g. ["unfactored"])."""
 
     def __init__(self, weights, image_net="prototxt/lrcn_deploy_image.prototxt",
                  word_net="prototxt/lrcn_deploy_word.prototxt",
                  vocab="data/shapes_captions/h5_train/vocabulary.txt", mean=128.0,
-                 scale=0.0078125, feature_blob="fc_image"):
-        self.image_net = Net(image_net, TEST, weights=weights)
-        self.word_net = Net(word_net, TEST, weights=weights)
+                 scale=0.0078125, feature_blob="fc_image", stages=()):
+        self.image_net = Net(image_net, TEST, weights=weights, stages=list(stages))
+        self.word_net = Net(word_net, TEST, weights=weights, stages=list(stages))
         self.stepper = NetStepper(self.word_net)
         self.vocab = decoder_words(vocab)
         self.mean, self.scale, self.feature_blob = mean, scale, feature_blob
