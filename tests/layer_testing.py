@@ -5,10 +5,16 @@ import h5py
 import numpy as np
 from google.protobuf import text_format
 
+import caffelite
 from caffelite import backend
 from caffelite.blob import Blob
 from caffelite.layers import create_layer
+from caffelite.net_rules import filter_net
+from caffelite.prototxt import read_prototxt
 from caffelite.proto import caffelite_pb2 as pb
+
+# Layers that read files and take no bottoms: net_with_inputs swaps them for Input.
+DATA_LAYER_TYPES = ('Data', 'ImageData', 'HDF5Data', 'VideoData', 'WindowData')
 
 
 def make(text, phase=pb.TRAIN, dtype=np.float64, **attrs):
@@ -60,3 +66,20 @@ def write_hdf5(path, **datasets):
         for name, value in datasets.items():
             f[name] = value
     return path
+
+
+def net_with_inputs(path, phase=pb.TEST, stages=(), inputs=None, drop=()):
+    """The net of prototxt ``path`` for (phase, stages); given ``inputs`` {top: shape}, its data
+    layers are replaced by one Input layer of those tops and shapes, so that it builds without
+    the data files, and the layers of the types in ``drop`` (e.g. Silence of the labels) go."""
+    state = pb.NetState(phase=phase, stage=list(stages))
+    param = filter_net(read_prototxt(str(path), pb.NetParameter()), state)
+    if inputs is not None:
+        layers = [l for l in param.layer if l.type not in DATA_LAYER_TYPES + tuple(drop)]
+        del param.layer[:]
+        input_layer = param.layer.add(name='input', type='Input')
+        for top, shape in inputs.items():
+            input_layer.top.append(top)
+            input_layer.input_param.shape.add().dim.extend(shape)
+        param.layer.extend(layers)
+    return caffelite.Net(param, state=state, source=str(path))

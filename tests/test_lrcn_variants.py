@@ -7,6 +7,11 @@ import pytest
 
 import caffelite as caffe
 from caffelite.lrcn import training
+import layer_testing
+
+# The main job's data tops (N = 50 images, T = 20 steps), fed by Input instead of the files.
+CAPTION_INPUTS = {'data': (50, 3, 64, 64), 'label': (50,), 'cont_sentence': (20, 50),
+                  'input_sentence': (20, 50), 'target_sentence': (20, 50)}
 
 
 def _wiring(path, stages):
@@ -29,14 +34,17 @@ def test_caption_variants_follow_lrcns_stages(stages, lstm1, lstm2, predict):
     assert wiring['lstm1'][:len(lstm1)] == lstm1 and len(wiring['lstm1']) == len(lstm1) + 2
     assert wiring.get('lstm2', [None])[:len(lstm2 or [None])] == (lstm2 or [None])
     assert wiring['predict'] == predict
-    train = caffe.Net('prototxt/lrcn.prototxt', caffe.TRAIN, stages=stages)
+    train = layer_testing.net_with_inputs('prototxt/lrcn.prototxt', caffe.TRAIN, stages,
+                                          CAPTION_INPUTS)
     static = 'lstm1' if 'unfactored' in stages else 'lstm2'
     assert len(train.params[static]) == 4                        # W_x, b, W_h, W_static
     assert re.match('fc_image', train.bottom_names[static][-1])
 
 
 def test_lrcn_fc7_puts_a_second_fully_connected_layer_before_the_lstm():
-    net = caffe.Net('prototxt/activity_lstm_fc7.prototxt', caffe.TEST, stages=['rgb'])
+    net = layer_testing.net_with_inputs(
+        'prototxt/activity_lstm_fc7.prototxt', caffe.TEST, ['rgb'],
+        {'data': (32, 3, 32, 32), 'clip_markers': (16, 2)}, drop=('Silence',))
     assert net.bottom_names['fc7'] == ['fc6']
     assert net.bottom_names['lstm1'][0] == 'fc7_tnd'
     assert net.params['fc7'][0].data.shape == (128, 128)

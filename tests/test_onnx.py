@@ -18,11 +18,10 @@ pytest.importorskip('onnxruntime', reason='the onnx extra is not installed '
 
 import caffelite  # noqa: E402
 from caffelite.errors import CaffeliteError  # noqa: E402
-from caffelite.net_rules import filter_net  # noqa: E402
 from caffelite.onnx import UnsupportedLayer, export, supported_types  # noqa: E402
 from caffelite.onnx.runtime import OnnxNet  # noqa: E402
-from caffelite.prototxt import read_prototxt  # noqa: E402
 from caffelite.proto import caffelite_pb2 as pb  # noqa: E402
+import layer_testing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / 'tests' / 'caffe_models'
@@ -87,22 +86,6 @@ def net_from_text(text, phase=caffelite.TEST):
     return caffelite.Net(text_format.Parse(text, pb.NetParameter()), phase)
 
 
-def deploy_net(path, stages=(), replace_data=None, drop=()):
-    """The TEST net of ``path``; ``replace_data`` {top: shape} swaps its data layers for one
-    Input layer, ``drop`` removes layers of these types (e.g. Silence of the labels)."""
-    state = pb.NetState(phase=pb.TEST, stage=list(stages))
-    param = filter_net(read_prototxt(str(path), pb.NetParameter()), state)
-    if replace_data:
-        layers = [l for l in param.layer if l.type not in ('VideoData',) + tuple(drop)]
-        del param.layer[:]
-        inputs = param.layer.add(name='input', type='Input')
-        for top, shape in replace_data.items():
-            inputs.top.append(top)
-            inputs.input_param.shape.add().dim.extend(shape)
-        param.layer.extend(layers)
-    return caffelite.Net(param, state=state, source=str(path))
-
-
 # -- the deploy nets ---------------------------------------------------------------------------
 def test_caffenet():
     net = caffelite.Net(str(ROOT / 'prototxt' / 'caffenet_deploy.prototxt'), caffelite.TEST)
@@ -123,14 +106,14 @@ def test_googlenet():
 
 
 def test_resnet_block_batchnorm_scale_eltwise():
-    net = deploy_net(MODELS / 'resnet_style_train_val.prototxt')
+    net = layer_testing.net_with_inputs(MODELS / 'resnet_style_train_val.prototxt')
     assert {'BatchNorm', 'Scale', 'Eltwise'} <= {l.type for l in net.layers}
     randomize(net)
     assert_same_outputs(net, random_feeds(net))
 
 
 def test_fcn_deconvolution_and_crop():
-    net = deploy_net(MODELS / 'fcn32s_style_train_val.prototxt')
+    net = layer_testing.net_with_inputs(MODELS / 'fcn32s_style_train_val.prototxt')
     assert {'Deconvolution', 'Crop'} <= {l.type for l in net.layers}
     randomize(net)
     assert_same_outputs(net, random_feeds(net))
@@ -219,10 +202,10 @@ def test_lrcn_captioning_deploy_nets():
 
 def test_activity_lstm_net():
     streams = 2
-    net = deploy_net(ROOT / 'prototxt' / 'activity_lstm.prototxt', stages=['rgb'],
-                     replace_data={'data': (16 * streams, 3, 32, 32),
-                                   'clip_markers': (16, streams)},
-                     drop=('Silence',))
+    net = layer_testing.net_with_inputs(
+        ROOT / 'prototxt' / 'activity_lstm.prototxt', stages=['rgb'],
+        inputs={'data': (16 * streams, 3, 32, 32), 'clip_markers': (16, streams)},
+        drop=('Silence',))
     randomize(net)
     assert_same_outputs(net, random_feeds(net, cont_inputs={'clip_markers'}))
 
