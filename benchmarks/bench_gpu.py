@@ -31,7 +31,6 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-import caffelite  # noqa: E402
 from caffelite import backend  # noqa: E402
 from bench_convnets import NETS, caffelite_net, inputs, time_interleaved, torch_model  # noqa: E402
 
