@@ -16,6 +16,9 @@ OpenBLAS's THREAD_TIMEOUT) before it sleeps, so without the pause the worker tha
 finished spins on the cores the other one is timed on. At the end each worker reports its peak resident
 memory (``ru_maxrss``: the net, its blobs and the interpreter).
 
+Weights without a filler (CaffeNet's deploy net) get the same random values in both workers
+(``fill_zero_weights``), so that no net runs on all-zero activations.
+
 Without a Caffe build the Caffe column reads "-" and caffelite is timed alone.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_vs_caffe.py \
@@ -200,6 +203,19 @@ def _open_net(framework, prototxt):
     return net, step, profiled
 
 
+def fill_zero_weights(net):
+    """Weights a prototxt gives no filler (CaffeNet's deploy net) are all zero: every
+    activation would be 0 and every pooling window a tie. Fill each all-zero weight blob with
+    N(0, 1 / fan_in) from a generator seeded by the blob's position, the same numbers in
+    both workers."""
+    for index, blobs in enumerate(net.params.values()):
+        data = blobs[0].data
+        if data.size and not data.any():
+            fan_in = data.size // data.shape[0]
+            rng = np.random.default_rng(index)
+            data[...] = (rng.standard_normal(data.shape) / np.sqrt(fan_in)).reshape(data.shape)
+
+
 def worker(framework, prototxt, npz):
     """Answer 'step' with the iteration's wall and CPU ms, 'profile' with one iteration's
     per-layer CPU ms, 'quit' with the peak RSS."""
@@ -208,6 +224,7 @@ def worker(framework, prototxt, npz):
         for key in arrays.files:
             blob = net.blobs[key[5:] if key.startswith('diff:') else key]
             (blob.diff if key.startswith('diff:') else blob.data)[...] = arrays[key]
+    fill_zero_weights(net)
     out = sys.stdout
     out.write(json.dumps({'ready': True}) + '\n')
     out.flush()
