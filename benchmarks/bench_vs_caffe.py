@@ -9,14 +9,21 @@ count (``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``) and neither sees ``OPENBL
 alternates every round), so a drifting machine load hits both alike; an iteration is: clear
 the parameter diffs, forward, backward. Each figure is the median over ``--runs`` iterations
 after ``--warmup``; the ratio column is the median of the per-round ratios caffelite / Caffe,
-then its range over ``--repeats`` repeats. At the end each worker reports its peak resident
+then its range over ``--repeats`` repeats. With more than one thread the parent waits
+``--pause`` seconds (default 0.3) before every iteration: after its last BLAS call an
+OpenBLAS worker thread keeps spinning (sched_yield) for about 2^28 cycles (~0.1 s,
+OpenBLAS's THREAD_TIMEOUT) before it sleeps, so without the pause the worker that has just
+finished spins on the cores the other one is timed on. At the end each worker reports its peak resident
 memory (``ru_maxrss``: the net, its blobs and the interpreter).
+
+Weights without a filler (CaffeNet's deploy net) get the same random values in both workers
+(``fill_zero_weights``), so that no net runs on all-zero activations.
 
 Without a Caffe build the Caffe column reads "-" and caffelite is timed alone.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_vs_caffe.py \
         [--nets lenet,caffenet,lstm_activity,lstm_captioning,lrcn,coco] [--threads 2] \
-        [--runs 5] [--warmup 2] [--repeats 1] [--clock wall|cpu] [--profile]
+        [--runs 5] [--warmup 2] [--repeats 1] [--clock wall|cpu] [--pause S] [--profile]
         [--caffe ~/.cache/caffe-peer/run.sh] [--no-caffe]
 
 ``--profile`` adds, per net, both frameworks' per-layer forward and backward CPU ms side by
@@ -196,6 +203,19 @@ def _open_net(framework, prototxt):
     return net, step, profiled
 
 
+def fill_zero_weights(net):
+    """Weights a prototxt gives no filler (CaffeNet's deploy net) are all zero: every
+    activation would be 0 and every pooling window a tie. Fill each all-zero weight blob with
+    N(0, 1 / fan_in) from a generator seeded by the blob's position, the same numbers in
+    both workers."""
+    for index, blobs in enumerate(net.params.values()):
+        data = blobs[0].data
+        if data.size and not data.any():
+            fan_in = data.size // data.shape[0]
+            rng = np.random.default_rng(index)
+            data[...] = (rng.standard_normal(data.shape) / np.sqrt(fan_in)).reshape(data.shape)
+
+
 def worker(framework, prototxt, npz):
     """Answer 'step' with the iteration's wall and CPU ms, 'profile' with one iteration's
     per-layer CPU ms, 'quit' with the peak RSS."""
@@ -204,6 +224,7 @@ def worker(framework, prototxt, npz):
         for key in arrays.files:
             blob = net.blobs[key[5:] if key.startswith('diff:') else key]
             (blob.diff if key.startswith('diff:') else blob.data)[...] = arrays[key]
+    fill_zero_weights(net)
     out = sys.stdout
     out.write(json.dumps({'ready': True}) + '\n')
     out.flush()
@@ -262,6 +283,7 @@ def profile_layers(workers, args):
     runs = {k: [] for k in workers}
     for it in range(args.warmup + args.runs):
         for key, w in workers.items():
+            time.sleep(args.pause)
             rows = w.ask('profile')['layers']
             if it >= args.warmup:
                 runs[key].append(rows)
@@ -324,6 +346,7 @@ def time_net(name, args, caffe_cmd, workdir):
         times = {k: [] for k in workers}
         for it in range(args.warmup + args.runs):
             for key in (order if it % 2 == 0 else order[::-1]):
+                time.sleep(args.pause)
                 reply = workers[key].ask('step')
                 if it >= args.warmup:
                     times[key].append(reply[args.clock])
@@ -348,11 +371,16 @@ def main(argv=None):
     ap.add_argument('--repeats', type=int, default=1, help='fresh worker pairs per net; the '
                     'ratio column gives their range')
     ap.add_argument('--clock', choices=('wall', 'cpu'), default='wall')
+    ap.add_argument('--pause', type=float, default=None, help='seconds to wait before each '
+                    'iteration, so that the other worker\'s BLAS threads stop spinning '
+                    '(default 0.3 with more than one thread, else 0)')
     ap.add_argument('--caffe', default=DEFAULT_CAFFE, help='run.sh of the real Caffe build')
     ap.add_argument('--no-caffe', action='store_true')
     ap.add_argument('--profile', action='store_true', help='per-layer CPU ms of both, '
                     'side by side (Caffe\'s `caffe time` table)')
     args = ap.parse_args(argv)
+    if args.pause is None:
+        args.pause = 0.3 if args.threads > 1 else 0.0
     caffe_cmd = None
     if not args.no_caffe:
         if os.access(args.caffe, os.X_OK):
@@ -360,7 +388,8 @@ def main(argv=None):
         else:
             print(f'real Caffe not built ({args.caffe} missing): caffelite column only')
     print(f'{cpu_line()}; {args.threads} threads each; {args.clock} clock; median of '
-          f'{args.runs} after {args.warmup} warm-up, x{args.repeats}; numpy {np.__version__}')
+          f'{args.runs} after {args.warmup} warm-up, x{args.repeats}; pause {args.pause} s; '
+          f'numpy {np.__version__}')
     print(f'{"net":<16}{"caffelite ms":>13}{"caffe ms":>10}{"ratio":>7}{"range":>13}'
           f'{"RSS MB ours/caffe":>19}{"load":>11}  what')
     with tempfile.TemporaryDirectory() as workdir:

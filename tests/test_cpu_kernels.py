@@ -90,3 +90,30 @@ def test_col2im_into_a_given_array():
         out = np.full(ref.size, 5.0)
         assert col2im_fn(out).base is out
         np.testing.assert_array_equal(out.reshape(ref.shape), ref)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('shape, size', [((2, 96, 7, 9), 5), ((3, 4, 5, 2), 5), ((1, 3, 4, 4), 7),
+                                         ((2, 6, 3, 3), 1)])
+def test_lrn_kernels_match_xp(dtype, shape, size):
+    """ACROSS_CHANNELS LRN: the fused kernels give LRNLayer's NumPy numbers bit for bit
+    (channel windows wider than C included)."""
+    from caffelite.layers.vision import _window_sum_channels
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    alpha, beta, k = 1e-4 * 7, 0.75, 2.0
+    dt = x.dtype.type
+    scale_ref = _window_sum_channels(x * x, size)
+    scale_ref *= dt(alpha / size)
+    scale_ref += dt(k)
+    scale = cpu_kernels.lrn_scale(x, size, alpha / size, k)
+    np.testing.assert_array_equal(scale, scale_ref)
+    scale_pow = scale ** dt(-beta)
+    acc = _window_sum_channels(dy * x * scale_pow / scale, size)
+    acc *= x
+    acc *= dt(-2 * alpha * beta / size)
+    acc += dy * scale_pow
+    dx = cpu_kernels.lrn_backward(x, dy, scale, scale_pow, size, -2 * alpha * beta / size)
+    assert dx.dtype == x.dtype
+    np.testing.assert_array_equal(dx, acc)

@@ -13,6 +13,7 @@ from .. import backend
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
 from .base import Layer, register
+from .gemm import output_array
 
 
 class NeuronLayer(Layer):
@@ -57,7 +58,9 @@ def sigmoid(xp, x):
 @register('ReLU')
 class ReLULayer(NeuronLayer):
     """y = max(x, 0) + negative_slope * min(x, 0);
-    dx = dy * ((x > 0) + negative_slope * (x <= 0))."""
+    dx = dy * ((x > 0) + negative_slope * (x <= 0)).
+    With slope 0 (the usual case) forward and backward write into the blobs directly and keep
+    only the mask x > 0; otherwise ``compute`` / ``gradient`` (NeuronLayer's protocol)."""
 
     def setup(self, bottom, top):
         self.negative_slope = float(self.layer_param.relu_param.negative_slope)
@@ -65,15 +68,32 @@ class ReLULayer(NeuronLayer):
         self.keep_y = self.negative_slope >= 0
         self.keep_x = not self.keep_y
 
+    def forward(self, bottom, top):
+        if self.negative_slope != 0:
+            return super().forward(bottom, top)
+        # Slope 0: keep only the mask x > 0 (what backward needs, a quarter of y's bytes) and
+        # write max(x, 0) straight into the top, without temporaries.
+        x = bottom[0].xdata
+        xp = backend.get_array_module(x)
+        mask = getattr(self, '_mask', None)
+        if mask is None or mask.shape != x.shape or backend.get_array_module(mask) is not xp:
+            mask = self._mask = xp.empty(x.shape, dtype=bool)
+        xp.greater(x, 0, out=mask)
+        xp.maximum(x, 0, out=output_array(top[0]))
+
+    def backward(self, top, propagate_down, bottom):
+        if self.negative_slope != 0:
+            return super().backward(top, propagate_down, bottom)
+        if propagate_down[0]:
+            dy = top[0].xdiff
+            backend.get_array_module(dy).multiply(dy, self._mask,
+                                                 out=output_array(bottom[0], diff=True))
+
     def compute(self, xp, x):
-        if self.negative_slope == 0:
-            return xp.maximum(x, 0)
         return xp.where(x > 0, x, x * self.negative_slope)
 
     def gradient(self, xp, dy):
         positive = (self._y > 0) if self.keep_y else (self._x > 0)
-        if self.negative_slope == 0:
-            return dy * positive
         return xp.where(positive, dy, dy * self.negative_slope)
 
 

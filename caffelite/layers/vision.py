@@ -789,6 +789,8 @@ class LRNLayer(Layer):
     sum over the n x n zero-padded neighbourhood of x^2 (k is not used).
     y = x * scale^-beta. Backward:
     dx = dy * scale^-beta - 2 alpha beta / |window| * x * windowsum(dy * y / scale).
+    On the CPU, ACROSS_CHANNELS runs the window sums and the steps around them as compiled
+    kernels (cpu_kernels.lrn_scale / lrn_backward, the same numbers as this NumPy code).
     """
     exact_num_bottom = 1
     exact_num_top = 1
@@ -813,7 +815,10 @@ class LRNLayer(Layer):
     def forward(self, bottom, top):
         x = bottom[0].xdata
         dt = x.dtype.type
-        if self._across():
+        if self._across() and cpu_kernels.usable(x):
+            scale = cpu_kernels.lrn_scale(np.ascontiguousarray(x), self.size,
+                                          self.alpha / self.size, self.k)
+        elif self._across():
             scale = _window_sum_channels(x * x, self.size)
             scale *= dt(self.alpha / self.size)
             scale += dt(self.k)
@@ -831,6 +836,11 @@ class LRNLayer(Layer):
         x = bottom[0].xdata
         dy = top[0].xdiff
         dt = x.dtype.type
+        if self._across() and cpu_kernels.usable(x, dy):
+            bottom[0].xdiff = cpu_kernels.lrn_backward(
+                x, dy, self.scale, self.scale_pow, self.size,
+                -2 * self.alpha * self.beta / self.size)
+            return
         # dy * y / scale, with y recomputed (an in-place layer above may have changed top).
         ratio = dy * x * self.scale_pow / self.scale
         if self._across():
