@@ -41,15 +41,18 @@ def _binary_hint(text):
     return ''
 
 
-def read_text(path):
-    """The text of ``path``, invalid UTF-8 bytes kept as surrogates; errors name the file."""
-    path = os.fspath(path)
+def read_bytes(path):
+    """The bytes of ``path``; a CaffeliteError naming the file when it cannot be read."""
     try:
         with open(path, 'rb') as f:
-            data = f.read()
+            return f.read()
     except OSError as err:
         raise CaffeliteError(f'cannot read {path}: {err.strerror}') from None
-    return data.decode('utf-8', 'surrogateescape')
+
+
+def read_text(path):
+    """The text of ``path``, invalid UTF-8 bytes kept as surrogates; errors name the file."""
+    return read_bytes(os.fspath(path)).decode('utf-8', 'surrogateescape')
 
 
 def read_prototxt(path, message):
@@ -60,11 +63,7 @@ def read_prototxt(path, message):
 def read_proto_binary(path, message):
     """Read a binary protobuf file (.caffemodel, .solverstate, .binaryproto) into ``message``."""
     path = os.fspath(path)
-    try:
-        with open(path, 'rb') as f:
-            data = f.read()
-    except OSError as err:
-        raise CaffeliteError(f'cannot read {path}: {err.strerror}') from None
+    data = read_bytes(path)
     try:
         message.ParseFromString(data)
     except DecodeError as err:
