@@ -13,6 +13,17 @@ from caffelite.net_rules import filter_net
 from caffelite.prototxt import read_prototxt
 from caffelite.proto import caffelite_pb2 as pb
 
+# A net of three layers that trains without data files (DummyData -> InnerProduct -> loss),
+# for the command-line, bad-input and fuzz tests.
+TINY_NET = '''name: "tiny"
+layer { name: "data" type: "DummyData" top: "x" top: "y"
+        dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 }
+                           data_filler { type: "gaussian" std: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "p"
+        inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }
+'''
+
 # Layers that read files and take no bottoms: net_with_inputs swaps them for Input.
 DATA_LAYER_TYPES = ('Data', 'ImageData', 'HDF5Data', 'VideoData', 'WindowData')
 

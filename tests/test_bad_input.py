@@ -11,15 +11,9 @@ from caffelite import cli, io
 from caffelite.errors import CaffeliteError
 from caffelite.proto import caffelite_pb2 as pb
 from caffelite.solvers import base as solver_base
+import layer_testing
 
-NET = '''name: "tiny"
-layer { name: "data" type: "DummyData" top: "x" top: "y"
-        dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 }
-                           data_filler { type: "gaussian" std: 1 } } }
-layer { name: "ip" type: "InnerProduct" bottom: "x" top: "p"
-        inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
-layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }
-'''
+NET = layer_testing.TINY_NET
 SOLVER = '''net: "net.prototxt"
 base_lr: 0.01
 lr_policy: "fixed"

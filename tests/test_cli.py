@@ -13,18 +13,11 @@ import numpy as np
 import pytest
 
 from caffelite.cli import Progress, build_parser
+import layer_testing
 
 REPO = Path(__file__).resolve().parents[1]
 
-NET = '''
-name: "tiny"
-layer { name: "data" type: "DummyData" top: "x" top: "y"
-        dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 }
-                           data_filler { type: "gaussian" std: 1 } } }
-layer { name: "ip" type: "InnerProduct" bottom: "x" top: "p"
-        inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
-layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }
-'''
+NET = layer_testing.TINY_NET
 
 SOLVER = '''
 net: "net.prototxt"

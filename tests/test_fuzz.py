@@ -22,6 +22,7 @@ import caffelite
 from caffelite import cli
 from caffelite.errors import CaffeliteError
 
+import layer_testing
 import mutation
 
 pytestmark = pytest.mark.fuzz
@@ -38,14 +39,7 @@ PROTOTXTS = sorted(
 SOLVERS = sorted(glob.glob(os.path.join(REPO, 'prototxt', '*solver*.prototxt')) +
                  glob.glob(os.path.join(REPO, 'tests', 'caffe_models', '*solver*.prototxt')))
 
-NET = b'''name: "tiny"
-layer { name: "data" type: "DummyData" top: "x" top: "y"
-        dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 }
-                           data_filler { type: "gaussian" std: 1 } } }
-layer { name: "ip" type: "InnerProduct" bottom: "x" top: "p"
-        inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
-layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }
-'''
+NET = layer_testing.TINY_NET.encode()
 SOLVER = b'''net: "net.prototxt"
 base_lr: 0.01
 momentum: 0.9
