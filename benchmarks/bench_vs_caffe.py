@@ -47,7 +47,6 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_CAFFE = os.path.expanduser('~/.cache/caffe-peer/run.sh')
-DATA_LAYER_TYPES = ('Data', 'ImageData', 'HDF5Data', 'VideoData', 'WindowData', 'MemoryData')
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,18 +76,12 @@ def _with_inputs(path, inputs, force_backward=False):
     have the shapes in ``inputs`` (name: shape)."""
     from google.protobuf import text_format
     sys.path.insert(0, ROOT)
-    from caffelite.net_rules import filter_net
+    from caffelite.net_rules import filter_net, replace_data_layers
     from caffelite.prototxt import read_prototxt
     from caffelite.proto import caffelite_pb2 as pb
 
     param = filter_net(read_prototxt(path, pb.NetParameter()), pb.NetState(phase=pb.TRAIN))
-    layers = [lp for lp in param.layer if lp.type not in DATA_LAYER_TYPES]
-    del param.layer[:]
-    feed = param.layer.add(name='input', type='Input')
-    for name, shape in inputs.items():
-        feed.top.append(name)
-        feed.input_param.shape.add().dim.extend(shape)
-    param.layer.extend(layers)
+    replace_data_layers(param, inputs)
     if force_backward:
         param.force_backward = True
     return text_format.MessageToString(param)

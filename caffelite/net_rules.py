@@ -43,6 +43,24 @@ def filter_net(param, state, source='<net>'):
     return filtered
 
 
+# Layers that read files and take no bottoms: replace_data_layers swaps them for Input.
+DATA_LAYER_TYPES = ('Data', 'ImageData', 'HDF5Data', 'VideoData', 'WindowData', 'MemoryData')
+
+
+def replace_data_layers(param, inputs, drop=()):
+    """``param`` with its data layers (and the layers of the types in ``drop``) removed and
+    one Input layer first whose tops have the shapes ``inputs`` {top: shape}: the same net,
+    fed by the caller instead of by files (benchmarks, tests, export of a train net)."""
+    layers = [l for l in param.layer if l.type not in DATA_LAYER_TYPES + tuple(drop)]
+    del param.layer[:]
+    feed = param.layer.add(name='input', type='Input')
+    for top, shape in inputs.items():
+        feed.top.append(top)
+        feed.input_param.shape.add().dim.extend(shape)
+    param.layer.extend(layers)
+    return param
+
+
 def split_layer_name(layer_name, blob_name, top_index):
     return f'{blob_name}_{layer_name}_{top_index}_split'
 

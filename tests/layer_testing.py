@@ -9,7 +9,7 @@ import caffelite
 from caffelite import backend
 from caffelite.blob import Blob
 from caffelite.layers import create_layer
-from caffelite.net_rules import filter_net
+from caffelite.net_rules import filter_net, replace_data_layers
 from caffelite.prototxt import read_prototxt
 from caffelite.proto import caffelite_pb2 as pb
 
@@ -23,9 +23,6 @@ layer { name: "ip" type: "InnerProduct" bottom: "x" top: "p"
         inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
 layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "y" top: "loss" }
 '''
-
-# Layers that read files and take no bottoms: net_with_inputs swaps them for Input.
-DATA_LAYER_TYPES = ('Data', 'ImageData', 'HDF5Data', 'VideoData', 'WindowData')
 
 
 def make(text, phase=pb.TRAIN, dtype=np.float64, **attrs):
@@ -86,11 +83,5 @@ def net_with_inputs(path, phase=pb.TEST, stages=(), inputs=None, drop=()):
     state = pb.NetState(phase=phase, stage=list(stages))
     param = filter_net(read_prototxt(str(path), pb.NetParameter()), state)
     if inputs is not None:
-        layers = [l for l in param.layer if l.type not in DATA_LAYER_TYPES + tuple(drop)]
-        del param.layer[:]
-        input_layer = param.layer.add(name='input', type='Input')
-        for top, shape in inputs.items():
-            input_layer.top.append(top)
-            input_layer.input_param.shape.add().dim.extend(shape)
-        param.layer.extend(layers)
+        replace_data_layers(param, inputs, drop)
     return caffelite.Net(param, state=state, source=str(path))
