@@ -16,6 +16,13 @@ OpenBLAS's THREAD_TIMEOUT) before it sleeps, so without the pause the worker tha
 finished spins on the cores the other one is timed on. At the end each worker reports its peak resident
 memory (``ru_maxrss``: the net, its blobs and the interpreter).
 
+"BLAS ms" is the part of caffelite's iteration spent inside its matrix products (every
+``numpy.matmul`` and cblas gemm call, timed in place, so with the caches as the net leaves
+them), and "floor" that time over Caffe's whole iteration (median of the per-round ratios):
+the ratio caffelite would reach if everything but its BLAS calls cost nothing. Both
+frameworks call OpenBLAS for the same products, so a goal below the floor asks for a faster
+BLAS, not a faster framework.
+
 Weights without a filler (CaffeNet's deploy net) get the same random values in both workers
 (``fill_zero_weights``), so that no net runs on all-zero activations.
 
@@ -139,9 +146,32 @@ NETS = {
 # --------------------------------------------------------------------------------------------
 # Worker side (runs under either Python)
 # --------------------------------------------------------------------------------------------
+def _time_blas():
+    """Route caffelite's matrix products (``numpy.matmul``, which the layers call as
+    ``xp.matmul``, and the cblas gemm behind ``gemm_accumulate``) through a timer; returns
+    the one-element list the seconds spent inside them accumulate in."""
+    from caffelite.layers import gemm
+    spent = [0.0]
+
+    def timed(function):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+        return call
+    np.matmul = timed(np.matmul)
+    for dtype, function in list(gemm._GEMM.items()):
+        gemm._GEMM[dtype] = timed(function)
+    return spent
+
+
 def _open_net(framework, prototxt):
-    """(net, one_iteration, one_profiled_iteration) for real Caffe or caffelite; the last
-    returns [name, type, forward ms, backward ms] per layer (``caffe time``'s table)."""
+    """(net, one_iteration, one_profiled_iteration, blas seconds) for real Caffe or caffelite;
+    the profiled iteration returns [name, type, forward ms, backward ms] per layer (``caffe
+    time``'s table); the last is the list caffelite's time in BLAS accumulates in (None for
+    Caffe)."""
     clock = time.process_time
     if framework == 'caffe':
         import caffe
@@ -167,9 +197,10 @@ def _open_net(framework, prototxt):
                 net._backward(i, i)
                 rows[i][3] = (clock() - start) * 1e3
             return rows
-        return net, step, profiled
+        return net, step, profiled, None
     sys.path.insert(0, ROOT)
     import caffelite
+    blas = _time_blas()
     caffelite.set_random_seed(1)
     net = caffelite.Net(prototxt, caffelite.TRAIN)
 
@@ -193,7 +224,7 @@ def _open_net(framework, prototxt):
                                        net.bottom_vecs[i])
                 rows[i][3] = (clock() - start) * 1e3
         return rows
-    return net, step, profiled
+    return net, step, profiled, blas
 
 
 def fill_zero_weights(net):
@@ -210,9 +241,9 @@ def fill_zero_weights(net):
 
 
 def worker(framework, prototxt, npz):
-    """Answer 'step' with the iteration's wall and CPU ms, 'profile' with one iteration's
-    per-layer CPU ms, 'quit' with the peak RSS."""
-    net, step, profiled = _open_net(framework, prototxt)
+    """Answer 'step' with the iteration's wall and CPU ms (and caffelite's wall ms inside
+    BLAS), 'profile' with one iteration's per-layer CPU ms, 'quit' with the peak RSS."""
+    net, step, profiled, blas = _open_net(framework, prototxt)
     with np.load(npz) as arrays:
         for key in arrays.files:
             blob = net.blobs[key[5:] if key.startswith('diff:') else key]
@@ -224,10 +255,12 @@ def worker(framework, prototxt, npz):
     for line in sys.stdin:
         command = line.strip()
         if command == 'step':
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu, in_blas = time.perf_counter(), time.process_time(), blas and blas[0]
             step()
             reply = {'wall': (time.perf_counter() - wall) * 1e3,
                      'cpu': (time.process_time() - cpu) * 1e3}
+            if blas:
+                reply['blas'] = (blas[0] - in_blas) * 1e3
         elif command == 'profile':
             reply = {'layers': profiled()}
         else:
@@ -337,19 +370,24 @@ def time_net(name, args, caffe_cmd, workdir):
             workers['caffe'] = Worker(caffe_cmd, prototxt, npz, args.threads)
         order = list(workers)
         times = {k: [] for k in workers}
+        blas = []
         for it in range(args.warmup + args.runs):
             for key in (order if it % 2 == 0 else order[::-1]):
                 time.sleep(args.pause)
                 reply = workers[key].ask('step')
                 if it >= args.warmup:
                     times[key].append(reply[args.clock])
+                    if 'blas' in reply:
+                        blas.append(reply['blas'])
         if args.profile:
             result['profile'] = profile_layers(workers, args)
         rss = {k: w.close() for k, w in workers.items()}
         result.update({k: statistics.median(v) for k, v in times.items()})
+        result['blas'] = statistics.median(blas)
         if 'caffe' in times:
             ratios.append(statistics.median(a / b for a, b in
                                             zip(times['caffelite'], times['caffe'])))
+            result['floor'] = statistics.median(a / b for a, b in zip(blas, times['caffe']))
         result['rss'] = rss
         result['load'] = (load, load_average())
     return result, ratios
@@ -384,7 +422,7 @@ def main(argv=None):
           f'{args.runs} after {args.warmup} warm-up, x{args.repeats}; pause {args.pause} s; '
           f'numpy {np.__version__}')
     print(f'{"net":<16}{"caffelite ms":>13}{"caffe ms":>10}{"ratio":>7}{"range":>13}'
-          f'{"RSS MB ours/caffe":>19}{"load":>11}  what')
+          f'{"BLAS ms":>9}{"floor":>7}{"RSS MB ours/caffe":>19}{"load":>11}  what')
     with tempfile.TemporaryDirectory() as workdir:
         for name in [n.strip() for n in args.nets.split(',') if n.strip()]:
             if name not in NETS:
@@ -395,7 +433,9 @@ def main(argv=None):
             span = f'{min(ratios):.2f}-{max(ratios):.2f}' if ratios else '-'
             rss = f'{r["rss"]["caffelite"]:.0f}/' + (f'{r["rss"]["caffe"]:.0f}'
                                                      if 'caffe' in r['rss'] else '-')
-            print(f'{name:<16}{r["caffelite"]:13.1f}{caffe_ms}{ratio}{span:>13}{rss:>19}'
+            floor = f'{r["floor"]:7.2f}' if 'floor' in r else f'{"-":>7}'
+            print(f'{name:<16}{r["caffelite"]:13.1f}{caffe_ms}{ratio}{span:>13}'
+                  f'{r["blas"]:9.1f}{floor}{rss:>19}'
                   f'{r["load"][0]:>5.1f}-{r["load"][1]:<4.1f}  {NETS[name]}', flush=True)
             if args.profile:
                 print_profile(r['profile'])

@@ -117,3 +117,87 @@ def test_lrn_kernels_match_xp(dtype, shape, size):
     dx = cpu_kernels.lrn_backward(x, dy, scale, scale_pow, size, -2 * alpha * beta / size)
     assert dx.dtype == x.dtype
     np.testing.assert_array_equal(dx, acc)
+
+
+IM2COLS = [  # (H, W), kernel, stride, pad, dilation: the compiled im2col takes any of them
+    ((27, 27), (5, 5), (1, 1), (2, 2), (1, 1)),   # CaffeNet conv2
+    ((12, 12), (5, 5), (1, 1), (0, 0), (1, 1)),   # LeNet conv2
+    ((31, 31), (11, 11), (4, 4), (0, 0), (1, 1)), # strided
+    ((9, 8), (3, 2), (2, 1), (1, 3), (2, 3)),     # dilation, rectangular, pad wider than kernel
+    ((4, 5), (3, 3), (1, 1), (4, 4), (1, 1)),     # rows and columns entirely in the padding
+]
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('hw, kernel, stride, pad, dilation', IM2COLS)
+def test_im2col_kernel_matches_xp(dtype, hw, kernel, stride, pad, dilation):
+    """The compiled im2col copies exactly what im2col's padded window view holds, for any
+    range of images (the convolution's chunks)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 3) + hw).astype(dtype)
+    out = conv_output_shape(hw, kernel, stride, pad, dilation)
+    ref = im2col(x, kernel, stride, pad, dilation, out)
+    cols = np.full(ref.shape, np.nan, dtype)
+    np.testing.assert_array_equal(cpu_kernels.im2col(x, 0, cols, stride, pad, dilation), ref)
+    part = np.full((3,) + kernel + (2,) + out, np.nan, dtype)      # images 2 and 3
+    cpu_kernels.im2col(x, 2, part, stride, pad, dilation)
+    np.testing.assert_array_equal(part, ref[:, :, :, 2:4])
+
+
+def _lstm_arrays(rng, dtype, streams=3, hidden=5):
+    cont = np.repeat(rng.integers(0, 2, (streams, 1)), hidden, axis=1).astype(dtype)
+    z = rng.standard_normal((streams, 4 * hidden)).astype(dtype)
+    c_prev = rng.standard_normal((streams, hidden)).astype(dtype)
+    return z, c_prev, cont
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_lstm_kernels_match_xp(dtype, monkeypatch):
+    """One LSTM step forward and backward: the compiled kernels give the numbers of the
+    NumPy twins (recurrent._lstm_step_forward without the kernel, _lstm_backward_factors
+    + _lstm_step_backward) bit for bit; cont holds a sequence start (0) and continuations."""
+    from caffelite.layers import recurrent
+    rng = np.random.default_rng(5)
+    z, c_prev, cont = _lstm_arrays(rng, dtype)
+    streams, hidden = c_prev.shape
+    scale = recurrent._gate_scale(hidden, dtype, np)
+
+    def step(fused):
+        monkeypatch.setattr(recurrent, '_fused', lambda *a: fused)
+        acts = z.copy()
+        cp, c, tc, h, tmp = (np.empty_like(c_prev) for _ in range(5))
+        recurrent._lstm_step_forward(np, acts, scale, c_prev, cont, cp, c, tc, h, tmp)
+        return acts, cp, c, tc, h
+
+    fused, twin = step(True), step(False)
+    for a, b in zip(fused, twin):
+        np.testing.assert_array_equal(a, b)
+    acts, cp, _, tc, _ = twin
+    acts4 = acts.reshape(streams, 4, hidden)
+    dh = rng.standard_normal((streams, hidden)).astype(dtype)
+    dc = rng.standard_normal((streams, hidden)).astype(dtype)
+    q = np.empty((1, streams, 4, hidden), dtype)
+    po, fc = np.empty((1, streams, hidden), dtype), np.empty((1, streams, hidden), dtype)
+    recurrent._lstm_backward_factors(np, acts4[None], cp[None], tc[None], cont[None], q, po, fc)
+    dz_ref, dc_ref = np.empty((streams, 4, hidden), dtype), dc.copy()
+    recurrent._lstm_step_backward(np, dh.copy(), dc_ref, q[0], po[0], fc[0], dz_ref,
+                                  np.empty_like(dh))
+    dz, dc_kernel = np.empty_like(dz_ref), dc.copy()
+    cpu_kernels.lstm_step_backward(dh, dc_kernel, acts4, cp, tc, cont, dz)
+    np.testing.assert_array_equal(dz, dz_ref)
+    np.testing.assert_array_equal(dc_kernel, dc_ref)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('in_place', [False, True])
+def test_relu_forward_kernel_matches_numpy(dtype, in_place):
+    x = np.random.default_rng(6).standard_normal((3, 4, 5)).astype(dtype)
+    x.flat[:4] = [np.nan, -0.0, 0.0, -np.inf]
+    y_ref, mask_ref = np.maximum(x, 0), x > 0
+    y = x if in_place else np.full_like(x, 7)
+    mask = np.zeros(x.shape, bool)
+    cpu_kernels.relu_forward(x, y, mask)
+    np.testing.assert_array_equal(mask, mask_ref)
+    np.testing.assert_array_equal(y, y_ref)                   # NaN where x is NaN
+    assert not np.signbit(y).any()                            # -0 becomes +0, as np.maximum
+

@@ -12,6 +12,7 @@ import numpy as np
 from .. import backend
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
+from . import cpu_kernels
 from .base import Layer, register
 from .gemm import output_array
 
@@ -78,8 +79,12 @@ class ReLULayer(NeuronLayer):
         mask = getattr(self, '_mask', None)
         if mask is None or mask.shape != x.shape or backend.get_array_module(mask) is not xp:
             mask = self._mask = xp.empty(x.shape, dtype=bool)
-        xp.greater(x, 0, out=mask)
-        xp.maximum(x, 0, out=output_array(top[0]))
+        y = output_array(top[0])
+        if cpu_kernels.usable(x, y) and x.flags.c_contiguous:
+            cpu_kernels.relu_forward(x, y, mask)
+        else:
+            xp.greater(x, 0, out=mask)
+            xp.maximum(x, 0, out=y)
 
     def backward(self, top, propagate_down, bottom):
         if self.negative_slope != 0:

@@ -40,6 +40,7 @@ import numpy as np
 from .. import backend
 from ..backend import get_array_module
 from ..errors import LayerError
+from . import cpu_kernels
 from .base import Layer, register
 from .gemm import gemm_accumulate, output_array
 
@@ -83,17 +84,23 @@ def _lstm_step_forward(xp, z, scale, c_prev, cont_t, cp, c, tc, h, tmp):
     hidden = c.shape[-1]
     z *= scale
     xp.tanh(z, out=z)
-    sig = z[:, :3 * hidden]
-    sig *= 0.5
-    sig += 0.5
-    i, f = z[:, :hidden], z[:, hidden:2 * hidden]
-    o, g = z[:, 2 * hidden:3 * hidden], z[:, 3 * hidden:]
-    xp.multiply(c_prev, cont_t, out=cp)
-    xp.multiply(f, cp, out=c)
-    xp.multiply(i, g, out=tmp)
-    c += tmp
+    if _fused(z, c_prev, cont_t, cp, c) and cont_t.shape == c.shape:
+        cpu_kernels.lstm_cell(z, c_prev, cont_t, cp, c)
+    else:
+        sig = z[:, :3 * hidden]
+        sig *= 0.5
+        sig += 0.5
+        xp.multiply(c_prev, cont_t, out=cp)
+        xp.multiply(z[:, hidden:2 * hidden], cp, out=c)            # f cp
+        xp.multiply(z[:, :hidden], z[:, 3 * hidden:], out=tmp)     # i g
+        c += tmp
     xp.tanh(c, out=tc)
-    xp.multiply(o, tc, out=h)
+    xp.multiply(z[:, 2 * hidden:3 * hidden], tc, out=h)            # o tanh(c)
+
+
+def _fused(*arrays):
+    """True when the compiled LSTM step kernels (cpu_kernels) can take ``arrays``."""
+    return cpu_kernels.usable(*arrays) and all(a.flags.c_contiguous for a in arrays)
 
 
 def _lstm_backward_factors(xp, acts, cp, tc, cont, q, po, fc):
@@ -294,7 +301,7 @@ class _RecurrentLayer(Layer):
         gates = w_x.shape[0]
         z = self._pool.get('z', (steps, streams, gates), self.dtype, xp)
         xp.matmul(x2, w_x.T, out=z.reshape(steps * streams, gates))
-        shift = b if xs is None else xs @ w_s.T + b      # G or N x G, shared by all steps
+        shift = b if xs is None else xp.matmul(xs, w_s.T) + b   # G or N x G, all steps
         z += shift
         return z
 
@@ -319,7 +326,8 @@ class _RecurrentLayer(Layer):
                 if need_w:
                     gemm_accumulate(dzs.T, xs, output_array(self.blobs[idx_ws], diff=True))
                 if propagate_down[2]:
-                    bottom[2].xdiff = (dzs @ self.blobs[idx_ws].xdata).reshape(bottom[2].shape)
+                    bottom[2].xdiff = xp.matmul(dzs, self.blobs[idx_ws].xdata).reshape(
+                        bottom[2].shape)
 
     def _write_state_diffs(self, propagate_down, bottom, diffs):
         if not self.expose_hidden:
@@ -383,14 +391,12 @@ class LSTMLayer(_RecurrentLayer):
         cp = pool.get('cp', shape3, self.dtype, xp)      # cont_t * c_{t-1}
         cell = pool.get('c', shape3, self.dtype, xp)
         tc = pool.get('tc', shape3, self.dtype, xp)      # tanh(c_t)
-        rec = pool.get('rec', (streams, gates), self.dtype, xp)
         tmp = pool.get('tmp', (streams, hidden), self.dtype, xp)
         h = xp.empty(shape3, dtype=self.dtype)
         for t in range(steps):
             xp.multiply(h_prev, conts[t], out=hc[t])
             if self._live[t]:
-                xp.matmul(hc[t], w_h, out=rec)
-                xp.add(acts[t], rec, out=acts[t])
+                gemm_accumulate(hc[t], w_h, acts[t])
             _lstm_step_forward(xp, acts[t], scale, c_prev, conts[t], cp[t], cell[t], tc[t], h[t],
                                tmp)
             h_prev, c_prev = h[t], cell[t]
@@ -408,20 +414,26 @@ class LSTMLayer(_RecurrentLayer):
         pool, shape3 = self._pool, (steps, streams, hidden)
         acts = pool.get('z', (steps, streams, gates), self.dtype, xp)
         acts4 = acts.reshape(steps, streams, 4, hidden)
-        q = pool.get('q', (steps, streams, 4, hidden), self.dtype, xp)
-        po = pool.get('po', shape3, self.dtype, xp)
-        fc = pool.get('fc', shape3, self.dtype, xp)
+        cp = pool.get('cp', shape3, self.dtype, xp)
+        tc = pool.get('tc', shape3, self.dtype, xp)
         conts = self._broadcast_cont(xp, cont, hidden)
-        _lstm_backward_factors(xp, acts4, pool.get('cp', shape3, self.dtype, xp),
-                               pool.get('tc', shape3, self.dtype, xp), conts, q, po, fc)
         dz = pool.get('dz', (steps, streams, 4, hidden), self.dtype, xp)
-        tmp = pool.get('tmp', (streams, hidden), self.dtype, xp)
         w_h = self.blobs[self._i_wh].xdata
         dtop = top[0].xdiff
         dh, dc = self._state_top_diffs(xp, top, streams)
+        fused = _fused(acts4, cp, tc, conts, dz, dh, dc)
+        if not fused:   # the xp path: the step-independent factors for all steps at once
+            q = pool.get('q', (steps, streams, 4, hidden), self.dtype, xp)
+            po = pool.get('po', shape3, self.dtype, xp)
+            fc = pool.get('fc', shape3, self.dtype, xp)
+            _lstm_backward_factors(xp, acts4, cp, tc, conts, q, po, fc)
+            tmp = pool.get('tmp', (streams, hidden), self.dtype, xp)
         for t in range(steps - 1, -1, -1):
             dh += dtop[t]
-            _lstm_step_backward(xp, dh, dc, q[t], po[t], fc[t], dz[t], tmp)
+            if fused:
+                cpu_kernels.lstm_step_backward(dh, dc, acts4[t], cp[t], tc[t], conts[t], dz[t])
+            else:
+                _lstm_step_backward(xp, dh, dc, q[t], po[t], fc[t], dz[t], tmp)
             if self._live[t]:
                 xp.matmul(dz[t].reshape(streams, gates), w_h, out=dh)   # reaches h'
                 dh *= conts[t]                                           # reaches h_{t-1}
@@ -486,7 +498,7 @@ class RNNLayer(_RecurrentLayer):
                 xp.add(hs[t], rec, out=hs[t])
             xp.tanh(hs[t], out=hs[t])
             h_prev = hs[t]
-        o = hs.reshape(-1, hidden) @ self.blobs[self._i_who].xdata.T
+        o = xp.matmul(hs.reshape(-1, hidden), self.blobs[self._i_who].xdata.T)
         o += self.blobs[self._i_bo].xdata
         xp.tanh(o, out=o)
         self._o = o.reshape(steps, streams, hidden)
@@ -509,7 +521,7 @@ class RNNLayer(_RecurrentLayer):
             gemm_accumulate(dpre.T, hs2, output_array(self.blobs[self._i_who], diff=True))
         if self.param_needs_grad(self._i_bo):
             _accumulate(self.blobs[self._i_bo], dpre.sum(axis=0))
-        dhs = (dpre @ self.blobs[self._i_who].xdata).reshape(shape3)   # reaches h_t from o_t
+        dhs = xp.matmul(dpre, self.blobs[self._i_who].xdata).reshape(shape3)  # reaches h_t from o_t
         dtanh = pool.get('dtanh', shape3, self.dtype, xp)
         xp.multiply(hs, hs, out=dtanh)
         xp.subtract(1, dtanh, out=dtanh)                  # tanh' = 1 - h_t^2

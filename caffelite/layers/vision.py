@@ -193,8 +193,14 @@ class ConvolutionLayer(_BaseConvolution):
         return conv_output_shape(in_spatial, *self._geometry())
 
     def _windows(self, b):
-        """Every window of the padded bottom: C x k... x N x o... (a view, im2col's order)."""
-        xpad = pad_spatial(self.layout.as_ncs(b.xdata), self.pad, slot='conv.pad')
+        """The bottom itself (N x C x H x W) where the compiled im2col reads it (2-D, NumPy,
+        unit column stride: with a wider stride NumPy's strided copy is the faster one), else
+        every window of the padded bottom: C x k... x N x o... (a view, im2col's order)."""
+        x = self.layout.as_ncs(b.xdata)
+        if (self.num_spatial_axes == 2 and self.stride[1] == 1 and cpu_kernels.usable(x)
+                and x.flags.c_contiguous):
+            return x
+        xpad = pad_spatial(x, self.pad, slot='conv.pad')
         return window_view(xpad, self.kernel, self.stride, self.dilation, self.out_spatial)
 
     def _chunks(self, col_rows, out_count, itemsize):
@@ -207,9 +213,13 @@ class ConvolutionLayer(_BaseConvolution):
         """Images first..end of ``windows`` copied into the column workspace:
         g x K/g x (images * O), the chunk's im2col."""
         xp = get_array_module(windows)
-        part = windows[(slice(None),) * (self.num_spatial_axes + 1) + (slice(first, end),)]
-        cols = workspace(xp, part.shape, part.dtype, 'conv.cols')
-        cols[...] = part
+        shape = ((self.channels,) + self.kernel + (end - first,) + self.out_spatial)
+        cols = workspace(xp, shape, windows.dtype, 'conv.cols')
+        if self.num_spatial_axes == 2 and windows.ndim == 4:  # the bottom itself (_windows)
+            cpu_kernels.im2col(windows, first, cols, self.stride, self.pad, self.dilation)
+        else:
+            cols[...] = windows[(slice(None),) * (self.num_spatial_axes + 1)
+                                + (slice(first, end),)]
         rows = self.channels // self.group * int(np.prod(self.kernel, dtype=np.int64))
         return cols.reshape(self.group, rows, -1)
 
@@ -443,11 +453,13 @@ class PoolGeometry:
         return list(kernel_offsets(self.kernel))
 
     def scatter(self, xp, shape, dtype, contributions):
-        """Sum ``contributions(offset)`` (N x C x out, or None) onto the padded input; return
-        the cropped, contiguous N x C x H x W result."""
+        """Sum ``contributions(idx, offset)`` (N x C x out, or None) onto the padded input;
+        return the cropped, contiguous N x C x H x W result. Window cells are added in
+        descending order: each input cell then sums its windows in Caffe's order (Caffe walks
+        the top in row-major order, and a later window holds a cell at a smaller index)."""
         acc = xp.zeros(shape[:2] + tuple(i + p + a for i, p, a in
                                          zip(self.in_hw, self.pad, self.after)), dtype=dtype)
-        for idx, offset in enumerate(self.offsets()):
+        for idx, offset in reversed(list(enumerate(self.offsets()))):
             c = contributions(idx, offset)
             if c is not None:
                 self.offset_view(acc, offset)[...] += c
