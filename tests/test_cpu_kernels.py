@@ -201,3 +201,16 @@ def test_relu_forward_kernel_matches_numpy(dtype, in_place):
     np.testing.assert_array_equal(y, y_ref)                   # NaN where x is NaN
     assert not np.signbit(y).any()                            # -0 becomes +0, as np.maximum
 
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_scatter_add_rows_matches_add_at(dtype):
+    """Embed's weight gradient: repeated indices accumulate in the order np.add.at uses."""
+    rng = np.random.default_rng(8)
+    target = rng.standard_normal((6, 4)).astype(dtype)
+    indices = rng.integers(0, 6, size=(5, 7))
+    rows = rng.standard_normal((35, 4)).astype(dtype)
+    ref = target.copy()
+    np.add.at(ref, indices.reshape(-1), rows)
+    cpu_kernels.scatter_add_rows(target, indices, rows)
+    np.testing.assert_array_equal(target, ref)

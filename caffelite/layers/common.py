@@ -10,6 +10,7 @@ from ..backend import get_array_module
 from ..blob import shape_count
 from ..errors import LayerError
 from ..proto import caffelite_pb2 as pb
+from . import cpu_kernels
 from .base import Layer, register
 from .gemm import gemm_accumulate, output_array
 from .im2col import workspace
@@ -27,7 +28,11 @@ def _canonical_axis(shape, axis, what='axis'):
 
 def _scatter_add_rows(target, indices, rows):
     """target[indices[m]] += rows[m] for every m, repeated indices accumulating (in place)."""
-    get_array_module(target).add.at(target, indices, rows)   # CuPy >= 13 has ufunc.at
+    if (target.ndim == 2 and target.flags.c_contiguous and cpu_kernels.usable(target, rows)
+            and rows.dtype == target.dtype and np.issubdtype(indices.dtype, np.integer)):
+        cpu_kernels.scatter_add_rows(target, indices, rows)
+    else:
+        get_array_module(target).add.at(target, indices, rows)   # CuPy >= 13 has ufunc.at
 
 
 def _checked_indices(values, limit, what):

@@ -15,6 +15,8 @@ numbers bit for bit (same comparisons, same order of additions):
   (recurrent._lstm_step_forward / _lstm_backward_factors + _lstm_step_backward are the
   twins, the same operations in the same order); the tanh stays NumPy's, as the power does
   for LRN;
+- ``scatter_add_rows``: target[indices[m]] += rows[m] in m order, as ``np.add.at`` (several
+  times slower for rows) sums them;
 - ``relu_forward``: ReLU's mask and output in one pass (NumPy needs two);
 - ``lrn_scale`` / ``lrn_backward``: ACROSS_CHANNELS LRN's window sums over channels fused with
   the element-wise steps around them (vision.LRNLayer's NumPy code is the twin); the power
@@ -281,3 +283,18 @@ def relu_forward(x, y, mask):
     """ReLU with slope 0 in one pass: mask = x > 0 and y = max(x, 0) (NaN kept, -0 -> +0, as
     np.maximum(x, 0)); x, y (may be x itself) and mask (bool) C-contiguous, of one size."""
     _relu_forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1), x.dtype.type(0))
+
+
+@_jit
+def _scatter_add_rows(target, indices, rows):
+    for m in range(indices.size):
+        out, src = target[indices[m]], rows[m]
+        for k in range(src.size):
+            out[k] += src[k]
+
+
+def scatter_add_rows(target, indices, rows):
+    """target (V x D, C-contiguous)[indices[m]] += rows[m] (M x D) for m = 0, 1, ...: repeated
+    indices accumulate in order; indices are integers in [0, V)."""
+    _scatter_add_rows(target, np.ascontiguousarray(indices).reshape(-1),
+                      np.ascontiguousarray(rows).reshape(indices.size, -1))

@@ -392,7 +392,7 @@ class LSTMLayer(_RecurrentLayer):
         cell = pool.get('c', shape3, self.dtype, xp)
         tc = pool.get('tc', shape3, self.dtype, xp)      # tanh(c_t)
         tmp = pool.get('tmp', (streams, hidden), self.dtype, xp)
-        h = xp.empty(shape3, dtype=self.dtype)
+        h = output_array(top[0]).reshape(shape3)         # written in the top's own storage
         for t in range(steps):
             xp.multiply(h_prev, conts[t], out=hc[t])
             if self._live[t]:
@@ -400,7 +400,6 @@ class LSTMLayer(_RecurrentLayer):
             _lstm_step_forward(xp, acts[t], scale, c_prev, conts[t], cp[t], cell[t], tc[t], h[t],
                                tmp)
             h_prev, c_prev = h[t], cell[t]
-        top[0].xdata = h
         h_last, c_last = h_prev.copy(), c_prev.copy()
         if self.expose_hidden:
             top[1].xdata = h_last.reshape(1, streams, hidden)
