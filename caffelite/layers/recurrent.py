@@ -391,12 +391,14 @@ class LSTMLayer(_RecurrentLayer):
         cp = pool.get('cp', shape3, self.dtype, xp)      # cont_t * c_{t-1}
         cell = pool.get('c', shape3, self.dtype, xp)
         tc = pool.get('tc', shape3, self.dtype, xp)      # tanh(c_t)
+        rec = pool.get('rec', (streams, gates), self.dtype, xp)
         tmp = pool.get('tmp', (streams, hidden), self.dtype, xp)
         h = output_array(top[0]).reshape(shape3)         # written in the top's own storage
         for t in range(steps):
             xp.multiply(h_prev, conts[t], out=hc[t])
             if self._live[t]:
-                gemm_accumulate(hc[t], w_h, acts[t])
+                xp.matmul(hc[t], w_h, out=rec)
+                xp.add(acts[t], rec, out=acts[t])
             _lstm_step_forward(xp, acts[t], scale, c_prev, conts[t], cp[t], cell[t], tc[t], h[t],
                                tmp)
             h_prev, c_prev = h[t], cell[t]
