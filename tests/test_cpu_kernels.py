@@ -214,3 +214,51 @@ def test_scatter_add_rows_matches_add_at(dtype):
     np.add.at(ref, indices.reshape(-1), rows)
     cpu_kernels.scatter_add_rows(target, indices, rows)
     np.testing.assert_array_equal(target, ref)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_lstm_layer_gives_the_same_numbers_with_and_without_kernels(dtype, monkeypatch):
+    """A whole LSTM layer (a sequence restarting mid-batch, carried state, a second pass):
+    the compiled step kernels and the NumPy path give identical outputs and gradients."""
+    from layer_testing import blob, make, tops
+    from caffelite.layers import recurrent
+    rng = np.random.default_rng(9)
+    steps, streams, dim = 5, 3, 4
+    x = rng.standard_normal((steps, streams, dim))
+    cont = np.ones((steps, streams))
+    cont[0] = 0
+    cont[2, 1] = 0                                   # stream 1 starts a new sequence at t = 2
+    dtop = rng.standard_normal((steps, streams, 6))
+
+    calls = []
+    for name in ('lstm_cell', 'lstm_step_backward'):
+        kernel = getattr(cpu_kernels, name)
+        monkeypatch.setattr(cpu_kernels, name,
+                            lambda *a, _k=kernel, _n=name: (calls.append(_n), _k(*a))[1])
+
+    def run(fused):
+        monkeypatch.setattr(cpu_kernels, 'loaded', lambda: fused)
+        monkeypatch.setattr(recurrent, '_fused', recurrent._fused if fused else lambda *a: False)
+        layer = make('type: "LSTM" recurrent_param { num_output: 6 '
+                     'weight_filler { type: "uniform" min: -0.5 max: 0.5 } }', dtype=dtype)
+        bottom, top = [blob(x, dtype), blob(cont, dtype)], tops(1, dtype)
+        layer.set_up(bottom, top)
+        for blob_ in layer.blobs:
+            blob_.data[...] = np.random.default_rng(10).standard_normal(blob_.shape)
+        out = []
+        for _ in range(2):                           # the second pass starts from h_T, c_T
+            layer.forward(bottom, top)
+            top[0].diff[...] = dtop
+            for blob_ in layer.blobs:
+                blob_.diff[...] = 0
+            layer.backward(top, [True, False], bottom)
+            out += [top[0].data.copy(), bottom[0].diff.copy()] + [b.diff.copy()
+                                                                 for b in layer.blobs]
+        return out
+
+    assert cpu_kernels.available()
+    with_kernels = run(True)
+    assert calls.count('lstm_cell') == calls.count('lstm_step_backward') == 2 * steps
+    for a, b in zip(with_kernels, run(False)):
+        np.testing.assert_array_equal(a, b)
+    assert len(calls) == 4 * steps                   # the second run used none

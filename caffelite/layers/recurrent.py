@@ -99,8 +99,11 @@ def _lstm_step_forward(xp, z, scale, c_prev, cont_t, cp, c, tc, h, tmp):
 
 
 def _fused(*arrays):
-    """True when the compiled LSTM step kernels (cpu_kernels) can take ``arrays``."""
-    return cpu_kernels.usable(*arrays) and all(a.flags.c_contiguous for a in arrays)
+    """True when the compiled LSTM step kernels (cpu_kernels) can take ``arrays`` and Numba is
+    already loaded (the kernels give the twins' numbers; see cpu_kernels on why they do not
+    import it)."""
+    return (cpu_kernels.loaded() and cpu_kernels.usable(*arrays)
+            and all(a.flags.c_contiguous for a in arrays))
 
 
 def _lstm_backward_factors(xp, acts, cp, tc, cont, q, po, fc):
