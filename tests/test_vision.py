@@ -588,3 +588,37 @@ def test_lrn_defaults_and_bad_size():
     np.testing.assert_allclose(y, lrn_reference(x, 5, 1.0, 0.75, 1.0, 'ACROSS_CHANNELS'))
     with pytest.raises(LayerError, match='odd'):
         run(make('type: "LRN" lrn_param { local_size: 4 }'), [blob(x)], tops())
+
+
+@pytest.mark.parametrize('numba', [True, False])
+def test_pooling_backward_sums_in_caffes_order(numba, monkeypatch):
+    """Overlapping windows (3/2, padded): every input cell sums its windows' diffs in the order
+    of Caffe's CPU loop (top in row-major order), so the float32 sums are Caffe's bit for bit,
+    MAX (compiled kernel and NumPy twin) and AVE."""
+    from caffelite.layers import cpu_kernels
+    from caffelite.layers.vision import (PoolGeometry, ave_pool_backward, max_pool,
+                                         max_pool_backward)
+    if not numba:
+        monkeypatch.setattr(cpu_kernels, 'usable', lambda *a: False)
+    rng = np.random.default_rng(11)
+    h, w, k, s, p = 9, 8, 3, 2, 1
+    x = rng.standard_normal((1, 2, h, w)).astype(np.float32)
+    x[0, 1] = 0                                    # all ties: argmax is each window's first cell
+    geo = PoolGeometry((h, w), (k, k), (s, s), (p, p))
+    _, arg = max_pool(x, geo)
+    dy = (rng.standard_normal(arg.shape) * 10.0 ** rng.integers(-4, 4, arg.shape)).astype(
+        np.float32)
+    max_ref, ave_ref = np.zeros_like(x), np.zeros_like(x)
+    for c in range(2):
+        for ph in range(geo.out_hw[0]):
+            for pw in range(geo.out_hw[1]):
+                hs, ws = ph * s - p, pw * s - p
+                u, v = divmod(int(arg[0, c, ph, pw]), k)
+                max_ref[0, c, hs + u, ws + v] += dy[0, c, ph, pw]
+                # Caffe's AVE divisor counts the padded cells, not the ones past the padding
+                size = ((min(hs + k, h + p) - hs) * (min(ws + k, w + p) - ws))
+                for hh in range(max(hs, 0), min(hs + k, h)):
+                    for ww in range(max(ws, 0), min(ws + k, w)):
+                        ave_ref[0, c, hh, ww] += dy[0, c, ph, pw] / np.float32(size)
+    np.testing.assert_array_equal(max_pool_backward(dy, arg, geo, x.shape), max_ref)
+    np.testing.assert_array_equal(ave_pool_backward(dy, geo, x.shape), ave_ref)
