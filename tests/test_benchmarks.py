@@ -19,3 +19,14 @@ def test_bench_vs_caffe_runs_without_caffe_and_times_blas():
     total, blas = float(cells[1]), float(cells[5])
     assert 0 < blas < total                  # LeNet's convolutions and InnerProducts call BLAS
     assert cells[2:5] == ['-', '-', '-'] and cells[6] == '-'   # no Caffe column, no floor
+
+
+def test_ab_trees_compares_two_variants_of_one_checkout():
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'benchmarks', 'ab_trees.py'), '--net', 'lenet',
+         '--env-a', 'CAFFELITE_NUMBA=0', '--runs', '1', '--warmup', '0'],
+        capture_output=True, text=True, timeout=300, check=True)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith('a: wall') and 'CAFFELITE_NUMBA=0' in lines[0]
+    assert lines[1].startswith('b: wall') and ROOT in lines[1]
+    assert lines[2].startswith('lenet: b / a = ')
