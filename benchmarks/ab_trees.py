@@ -44,10 +44,7 @@ def worker(net_name, cpu):
             f.write(text)
         caffelite.set_random_seed(1)
         net = caffelite.Net(path, caffelite.TRAIN)
-    for key, value in arrays.items():
-        blob = net.blobs[key[5:] if key.startswith('diff:') else key]
-        (blob.diff if key.startswith('diff:') else blob.data)[...] = value
-    bench_vs_caffe.fill_zero_weights(net)
+    bench_vs_caffe.set_inputs(net, arrays)
     print(json.dumps({'caffelite': os.path.dirname(os.path.dirname(caffelite.__file__))}),
           flush=True)
     for _ in sys.stdin:

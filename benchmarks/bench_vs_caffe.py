@@ -240,15 +240,21 @@ def fill_zero_weights(net):
             data[...] = (rng.standard_normal(data.shape) / np.sqrt(fan_in)).reshape(data.shape)
 
 
+def set_inputs(net, arrays):
+    """Write build_net's ``arrays`` (blob: data, 'diff:blob': top diff) into ``net``, then
+    fill its filler-less weights (``fill_zero_weights``)."""
+    for key in arrays:
+        blob = net.blobs[key[5:] if key.startswith('diff:') else key]
+        (blob.diff if key.startswith('diff:') else blob.data)[...] = arrays[key]
+    fill_zero_weights(net)
+
+
 def worker(framework, prototxt, npz):
     """Answer 'step' with the iteration's wall and CPU ms (and caffelite's wall ms inside
     BLAS), 'profile' with one iteration's per-layer CPU ms, 'quit' with the peak RSS."""
     net, step, profiled, blas = _open_net(framework, prototxt)
     with np.load(npz) as arrays:
-        for key in arrays.files:
-            blob = net.blobs[key[5:] if key.startswith('diff:') else key]
-            (blob.diff if key.startswith('diff:') else blob.data)[...] = arrays[key]
-    fill_zero_weights(net)
+        set_inputs(net, arrays)
     out = sys.stdout
     out.write(json.dumps({'ready': True}) + '\n')
     out.flush()
