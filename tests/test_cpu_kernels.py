@@ -6,7 +6,7 @@ import pytest
 from caffelite.layers import cpu_kernels
 from caffelite.layers.im2col import col2im_xp, conv_output_shape, im2col
 from caffelite.layers.vision import PoolGeometry, max_pool, max_pool_backward, \
-    max_pool_backward_xp
+    max_pool_backward_xp, max_pool_xp
 
 pytestmark = pytest.mark.skipif(not cpu_kernels.available(), reason='Numba is not installed')
 
@@ -36,6 +36,36 @@ def test_max_pool_backward_kernel_matches_xp(dtype, hw, kernel, stride, pad):
     out = np.full(x.size, 7, dtype)                      # into a given array, cleared first
     assert max_pool_backward(dy, arg, geo, x.shape, out).base is out
     np.testing.assert_array_equal(out.reshape(x.shape), dx_ref)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('hw, kernel, stride, pad', POOLS + [
+    ((6, 40), (1, 17), (1, 1), (0, 8)),
+    ((20, 21), (16, 16), (4, 5), (0, 0)),   # 256 window cells: int32 argmax
+])
+def test_max_pool_kernel_matches_xp(dtype, hw, kernel, stride, pad):
+    """The compiled forward gives the twin's maxima and argmax, bit for bit, also where Caffe's
+    rules decide: ties (the first wins), NaN (never wins), -inf (a window of -inf and NaN
+    only: -inf, cell 0), signed zeros."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3) + hw).astype(dtype)
+    x[0, 0, :2, :2] = 1.5
+    x[1, 2] = np.round(x[1, 2])
+    x[0, 1] = np.where(rng.random(hw) < 0.5, -0.0, 0.0)
+    x[1, 0].flat[::3] = np.nan
+    x[1, 1] = -np.inf
+    x[1, 1].flat[::4] = np.nan
+    x[0, 2].flat[::5] = np.inf
+    geo = PoolGeometry(hw, kernel, stride, pad)
+    out = np.full((2, 3) + geo.out_hw, 7, dtype)
+    y, arg = max_pool(x, geo, out)
+    assert y is out
+    y_ref, arg_ref = max_pool_xp(geo.padded(x, -np.inf), geo, np.empty_like(y),
+                                 np.empty_like(arg))
+    assert arg.dtype == arg_ref.dtype == (np.uint8 if np.prod(kernel) < 256 else np.int32)
+    np.testing.assert_array_equal(arg, arg_ref)
+    assert y.tobytes() == y_ref.tobytes()                # -0 and +0 apart
+    assert not np.isnan(y).any() and np.isneginf(y[1, 1]).any()
 
 
 CONVS = [  # (H, W), kernel, stride, pad, dilation

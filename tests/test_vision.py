@@ -12,6 +12,7 @@ import pytest
 from caffelite import backend
 from caffelite.errors import LayerError
 from caffelite.gradient_check import check_layer_gradient
+from caffelite.layers import vision
 from caffelite.proto import caffelite_pb2 as pb
 from layer_testing import blob, forward_once, make, tops
 
@@ -153,6 +154,8 @@ CONV_CASES = [
      'dilation: 1 dilation: 2 group: 3', (2, 3, 5, 6)),
     ('num_output: 2 kernel_size: 3 bias_term: false', (2, 2, 4, 4)),
     ('num_output: 3 kernel_size: 1', (2, 4, 3, 3)),
+    # more outputs than weight columns: the weight gradient's product keeps its orientation
+    ('num_output: 5 kernel_size: 1 stride: 2', (2, 2, 5, 4)),
 ]
 
 
@@ -166,6 +169,17 @@ def test_convolution_forward_matches_direct(body, shape):
     ref = conv_reference(x, w, b, layer.stride, layer.pad, layer.dilation, layer.group)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('rows,cols', [(3, 7), (7, 3), (4, 4)])
+def test_weight_gradient_product_accumulates_in_either_orientation(rows, cols):
+    """_accumulate_nt adds a @ b^T onto the gradient, whichever way round it computes it."""
+    a = gaussian((rows, 11), seed=1).astype(np.float32)
+    b = gaussian((cols, 11), seed=2).astype(np.float32)
+    out = gaussian((rows, cols), seed=3).astype(np.float32)
+    expected = out + a @ b.T
+    vision._accumulate_nt(a, b, out)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_convolution_param_shapes_follow_caffe():
@@ -186,7 +200,7 @@ def test_convolution_output_size_rule():
     assert t[0].shape == (1, 1, 3, 3)
 
 
-@pytest.mark.parametrize('body,shape', CONV_CASES[1:6])
+@pytest.mark.parametrize('body,shape', CONV_CASES[1:])
 def test_convolution_gradient(body, shape):
     layer = make(f'type: "Convolution" convolution_param {{ {body} {FILLERS} }}')
     check_layer_gradient(layer, [blob(gaussian(shape))], tops(), max_checks=120)
@@ -332,6 +346,7 @@ DECONV_CASES = [
     ('num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2', (2, 4, 3, 3)),
     ('num_output: 2 kernel_h: 2 kernel_w: 3 stride_h: 2 stride_w: 1 dilation: 2 '
      'bias_term: false', (1, 3, 3, 2)),
+    ('num_output: 2 kernel_size: 1', (2, 5, 3, 3)),
 ]
 
 

@@ -176,6 +176,24 @@ class _BaseConvolution(Layer):
                 self.blobs[1].dtype, copy=False)
 
 
+def _accumulate_nt(a, b, out):
+    """out (R x S) += a (R x L) @ b^T (b: S x L): a convolution weight gradient, with L the
+    images times output positions of a chunk.
+
+    Where S > R the product is computed the other way round, b @ a^T (S x R) into a workspace,
+    and added transposed: OpenBLAS runs this long-inner product 5-40% faster when its output
+    has more rows than columns, and up to 1.5x slower the other way (LeNet's, CaffeNet's and
+    the main job's convolutions, 1 and 2 threads; benchmarks/README.md)."""
+    rows, cols = out.shape
+    if cols <= rows:
+        gemm_accumulate(a, b.T, out)
+        return
+    xp = get_array_module(out)
+    out_t = workspace(xp, (cols, rows), out.dtype, 'conv.dw_t')
+    xp.matmul(b, a.T, out=out_t)
+    out += out_t.T
+
+
 @register('Convolution')
 class ConvolutionLayer(_BaseConvolution):
     """y[n, m, o] = sum_{c in group(m), t} W[m, c, t] x_pad[n, c, o*s + t*d] + b[m].
@@ -272,7 +290,7 @@ class ConvolutionLayer(_BaseConvolution):
                 if want_w:
                     cols = self._columns(windows, first, end)
                     for j in range(g):
-                        gemm_accumulate(dy_t[j], cols[j].T, dw[j])
+                        _accumulate_nt(dy_t[j], cols[j], dw[j])
                 if propagate_down[i]:
                     dcols = workspace(xp, w.shape[:1] + (w.shape[2], dy_t.shape[2]), w.dtype,
                                       'conv.dcols')
@@ -339,7 +357,7 @@ class DeconvolutionLayer(_BaseConvolution):
                 x_t = self._x_t(b)
                 dw = output_array(self.blobs[0], diff=True).reshape(w.shape)
                 for j in range(self.group):
-                    gemm_accumulate(x_t[j], dcols[j].T, dw[j])
+                    _accumulate_nt(x_t[j], dcols[j], dw[j])
             if propagate_down[i]:
                 dx = xp.matmul(w, dcols)  # g x C/g x (N*I)
                 self._batch_major(dx, None, output_array(b, diff=True).reshape(
@@ -466,25 +484,37 @@ class PoolGeometry:
         return xp.ascontiguousarray(self.crop(acc))
 
 
-def max_pool(x, geo):
-    """x: N x C x H x W -> (y, arg): y the window maxima, arg the row-major index of the
-    first maximum inside its window (uint8, or int32 for windows of 256+ cells). Padding
-    never wins (-inf)."""
+def max_pool(x, geo, y=None):
+    """x: N x C x H x W -> (y, arg): y the largest cell of each window that is not NaN (as
+    in Caffe, NaN never wins; -inf where a window has nothing else), arg the row-major index
+    inside its window of the first such cell (uint8, or int32 for windows of 256+ cells; 0
+    where there is none). Padding never wins (-inf). ``y``: where to write the maxima (the
+    top's storage; C-contiguous), else a new array."""
     xp = get_array_module(x)
+    if y is None:
+        y = xp.empty(x.shape[:2] + geo.out_hw, dtype=x.dtype)
+    arg = xp.empty(y.shape, dtype=np.uint8 if len(geo.offsets()) < 256 else np.int32)
     xpad = geo.padded(x, -np.inf)
-    offsets = geo.offsets()
-    y = geo.offset_view(xpad, offsets[0]).copy()
-    small = len(offsets) < 256
-    arg = xp.zeros(y.shape, dtype=np.uint8 if small else np.int32)
+    if cpu_kernels.usable(x):
+        return cpu_kernels.max_pool(xpad, geo.kernel, geo.stride, y, arg)
+    return max_pool_xp(xpad, geo, y, arg)
+
+
+def max_pool_xp(xpad, geo, y, arg):
+    """``max_pool``'s passes over the window cells, one strided pass per step (any backend;
+    the twin of cpu_kernels.max_pool)."""
+    xp = get_array_module(xpad)
+    y.fill(-np.inf)
+    arg.fill(0)
     better = xp.empty(y.shape, dtype=bool)
-    for idx, offset in enumerate(offsets[1:], 1):
+    for idx, offset in enumerate(geo.offsets()):
         v = geo.offset_view(xpad, offset)
-        # Strict: the first maximum in row-major order wins, as in Caffe.
+        # Strict: the first maximum in row-major order wins, and NaN never does, as in Caffe.
         xp.greater(v, y, out=better)
-        xp.maximum(y, v, out=y)
+        xp.copyto(y, v, where=better)
         # Offsets come in increasing order, so the last improvement is the largest index:
-        # arg = max(arg, idx * better) (masked assignment is several times slower).
-        if small:
+        # arg = max(arg, idx * better) (a masked assignment is slower).
+        if arg.dtype == np.uint8:
             step = better.view(np.uint8)
             xp.multiply(step, idx, out=step)
         else:
@@ -653,7 +683,7 @@ class PoolingLayer(Layer):
 
     def forward(self, bottom, top):
         y, self.arg = pool_forward(bottom[0].xdata, self.geo, self.method, self.phase,
-                                   self.global_pooling)
+                                   self.global_pooling, output_array(top[0]))
         top[0].xdata = y
         if len(top) > 1:
             top[1].xdata = max_pool_mask(self.arg, self.geo).astype(top[1].dtype)
@@ -665,13 +695,13 @@ class PoolingLayer(Layer):
                                             output_array(bottom[0], diff=True))
 
 
-def pool_forward(x, geo, method, phase, global_pooling=False):
+def pool_forward(x, geo, method, phase, global_pooling=False, out=None):
     """One pooling of N x C x H x W: (y, arg), arg the window index picked (MAX and
-    STOCHASTIC in TRAIN) or None."""
+    STOCHASTIC in TRAIN) or None. MAX may write y into ``out`` (C-contiguous)."""
     xp = get_array_module(x)
     pp = pb.PoolingParameter
     if method == pp.MAX:
-        return global_max_pool(x) if global_pooling else max_pool(x, geo)
+        return global_max_pool(x) if global_pooling else max_pool(x, geo, out)
     if method == pp.AVE:
         return (x.mean(axis=(2, 3), keepdims=True) if global_pooling else ave_pool(x, geo)), None
     if phase == pb.TRAIN:
