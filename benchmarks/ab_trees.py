@@ -1,6 +1,10 @@
 """One net under two caffelite variants, interleaved on one pinned CPU: an A/B test for a
 change to caffelite itself.
 
+With ``--threads N`` (N > 1) the workers get N BLAS threads each and are not pinned, and the
+parent waits ``--pause`` seconds before every iteration (bench_vs_caffe.py's reason: an idle
+OpenBLAS thread spins for a while after its last call).
+
 A variant is a checkout of the repository (``--a PATH``, ``--b PATH``) and/or environment
 settings (``--env-a K=V,...``, ``--env-b K=V,...``; e.g. ``CAFFELITE_NUMBA=0``). Each runs in
 its own worker process with one BLAS thread, both pinned to the same CPU (``--cpu``, through
@@ -11,11 +15,12 @@ parameter diffs, forward, backward, on the same inputs (``--net``: one of its ne
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/ab_trees.py \\
         --net lrcn --a ../old-checkout [--b .] [--env-a K=V,...] [--env-b K=V,...] \\
-        [--runs 9] [--warmup 2] [--cpu 0]
+        [--runs 9] [--warmup 2] [--cpu 0] [--threads 1] [--pause 0.3]
 
 Prints, per variant, the median wall and CPU ms and which caffelite it imported, then b / a.
 
-This file is also the worker: ``ab_trees.py --worker NET CPU`` (caffelite from ``$PYTHONPATH``).
+This file is also the worker: ``ab_trees.py --worker NET CPU`` (caffelite from ``$PYTHONPATH``;
+CPU -1: not pinned).
 """
 import argparse
 import json
@@ -29,10 +34,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def worker(net_name, cpu):
-    """Pin this process to ``cpu``, build ``net_name`` (bench_vs_caffe.build_net), then answer
+    """Pin this process to ``cpu`` (unless it is -1), build ``net_name`` (bench_vs_caffe.build_net), then answer
     each input line with one iteration's [wall ms, CPU ms]."""
     import tempfile
-    if hasattr(os, 'sched_setaffinity'):
+    if hasattr(os, 'sched_setaffinity') and int(cpu) >= 0:
         os.sched_setaffinity(0, {int(cpu)})
     sys.path.insert(1, HERE)
     import bench_vs_caffe
@@ -64,11 +69,11 @@ def _settings(text):
     return dict(pairs)
 
 
-def start(net_name, tree, settings, cpu):
+def start(net_name, tree, settings, cpu, threads):
     env = {k: v for k, v in os.environ.items()
            if k not in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE')}
     for var in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
-        env[var] = '1'
+        env[var] = str(threads)
     env['PYTHONPATH'] = os.path.abspath(tree)
     env.update(settings)
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), '--worker', net_name,
@@ -90,15 +95,23 @@ def main(argv=None):
     ap.add_argument('--runs', type=int, default=9)
     ap.add_argument('--warmup', type=int, default=2)
     ap.add_argument('--cpu', type=int, default=0, help='the CPU both workers are pinned to')
+    ap.add_argument('--threads', type=int, default=1,
+                    help='BLAS threads per worker; more than one: not pinned')
+    ap.add_argument('--pause', type=float, default=None,
+                    help='seconds to wait before each iteration (default 0.3 with more than '
+                         'one thread, else 0)')
     args = ap.parse_args(argv)
+    cpu = args.cpu if args.threads == 1 else -1
+    pause = args.pause if args.pause is not None else (0.3 if args.threads > 1 else 0)
     variants = {'a': (args.a, _settings(args.env_a)), 'b': (args.b, _settings(args.env_b))}
-    workers = {key: start(args.net, tree, settings, args.cpu)
+    workers = {key: start(args.net, tree, settings, cpu, args.threads)
                for key, (tree, settings) in variants.items()}
     times = {key: [] for key in workers}
     try:
         for it in range(args.warmup + args.runs):
             for key in ('a', 'b') if it % 2 == 0 else ('b', 'a'):
                 proc = workers[key][0]
+                time.sleep(pause)
                 proc.stdin.write('step\n')
                 proc.stdin.flush()
                 reply = json.loads(proc.stdout.readline())
@@ -110,12 +123,13 @@ def main(argv=None):
     medians = {}
     for key, (tree, settings) in variants.items():
         wall = statistics.median(t[0] for t in times[key])
-        cpu = statistics.median(t[1] for t in times[key])
+        cpu_ms = statistics.median(t[1] for t in times[key])
         medians[key] = wall
         extra = ' ' + ','.join(f'{k}={v}' for k, v in settings.items()) if settings else ''
-        print(f'{key}: wall {wall:8.2f} ms  cpu {cpu:8.2f} ms  caffelite {workers[key][1]}{extra}')
-    print(f'{args.net}: b / a = {medians["b"] / medians["a"]:.3f} (median of {args.runs}, one '
-          f'thread, CPU {args.cpu})')
+        print(f'{key}: wall {wall:8.2f} ms  cpu {cpu_ms:8.2f} ms  caffelite {workers[key][1]}{extra}')
+    where = f'one thread, CPU {cpu}' if cpu >= 0 else f'{args.threads} threads, not pinned'
+    print(f'{args.net}: b / a = {medians["b"] / medians["a"]:.3f} (median of {args.runs}, '
+          f'{where})')
 
 
 if __name__ == '__main__':
