@@ -172,14 +172,22 @@ def test_convolution_forward_matches_direct(body, shape):
 
 
 @pytest.mark.parametrize('rows,cols', [(3, 7), (7, 3), (4, 4)])
-def test_weight_gradient_product_accumulates_in_either_orientation(rows, cols):
-    """_accumulate_nt adds a @ b^T onto the gradient, whichever way round it computes it."""
-    a = gaussian((rows, 11), seed=1).astype(np.float32)
-    b = gaussian((cols, 11), seed=2).astype(np.float32)
-    out = gaussian((rows, cols), seed=3).astype(np.float32)
-    expected = out + a @ b.T
-    vision._accumulate_nt(a, b, out)
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+def test_weight_gradient_sums_chunks_in_either_orientation(rows, cols):
+    """_WeightGradient adds every chunk's a @ b^T onto the gradient, per group, whichever way
+    round it computes the products."""
+    rng = np.random.default_rng(1)
+    dw = rng.standard_normal((2, rows, cols)).astype(np.float32)
+    expected = dw.copy()
+    grad = vision._WeightGradient(dw)
+    assert grad.transposed == (cols > rows)
+    for _chunk in range(3):
+        for j in range(2):
+            a = rng.standard_normal((rows, 11)).astype(np.float32)
+            b = rng.standard_normal((cols, 11)).astype(np.float32)
+            grad.add(j, a, b)
+            expected[j] += a @ b.T
+    grad.finish()
+    np.testing.assert_allclose(dw, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_convolution_param_shapes_follow_caffe():

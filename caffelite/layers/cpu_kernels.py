@@ -77,7 +77,7 @@ def _jit(function):
 
 def _specialized(factory, *constants):
     """``factory(*constants)`` compiled by Numba, once per constants: the constants are the
-    closure's, so LLVM unrolls the loops they bound (pooling's window, 2-9x faster than the
+    closure's, so LLVM unrolls the loops they bound (pooling's window: 2-6x faster than the
     same loops over run-time bounds). Numba caches each on disk apart."""
     key = (factory,) + constants
     kernel = _compiled.get(key)

@@ -176,22 +176,35 @@ class _BaseConvolution(Layer):
                 self.blobs[1].dtype, copy=False)
 
 
-def _accumulate_nt(a, b, out):
-    """out (R x S) += a (R x L) @ b^T (b: S x L): a convolution weight gradient, with L the
-    images times output positions of a chunk.
+class _WeightGradient:
+    """A convolution weight gradient dw (g x R x S) += a_j @ b_j^T per group j, summed over
+    the chunks of a backward pass (a_j: R x L, b_j: S x L, L the chunk's images times output
+    or input positions).
 
-    Where S > R the product is computed the other way round, b @ a^T (S x R) into a workspace,
-    and added transposed: OpenBLAS runs this long-inner product 5-40% faster when its output
-    has more rows than columns, and up to 1.5x slower the other way (LeNet's, CaffeNet's and
-    the main job's convolutions, 1 and 2 threads; benchmarks/README.md)."""
-    rows, cols = out.shape
-    if cols <= rows:
-        gemm_accumulate(a, b.T, out)
-        return
-    xp = get_array_module(out)
-    out_t = workspace(xp, (cols, rows), out.dtype, 'conv.dw_t')
-    xp.matmul(b, a.T, out=out_t)
-    out += out_t.T
+    Where S > R the chunks' products are summed the other way round, b_j @ a_j^T (S x R), in a
+    workspace that is added transposed onto dw once, at ``finish``: OpenBLAS runs this
+    long-inner product 5-40% faster when its output has more rows than columns, and up to
+    1.5x slower the other way (LeNet's, CaffeNet's and the main job's convolutions, 1 and 2
+    threads; benchmarks/README.md)."""
+
+    def __init__(self, dw):
+        self.dw = dw
+        groups, rows, cols = dw.shape
+        self.transposed = cols > rows
+        if self.transposed:
+            xp = get_array_module(dw)
+            self.sum_t = workspace(xp, (groups, cols, rows), dw.dtype, 'conv.dw_t')
+            self.sum_t.fill(0)
+
+    def add(self, j, a, b):
+        if self.transposed:
+            gemm_accumulate(b, a.T, self.sum_t[j])
+        else:
+            gemm_accumulate(a, b.T, self.dw[j])
+
+    def finish(self):
+        if self.transposed:
+            self.dw += self.sum_t.transpose(0, 2, 1)
 
 
 @register('Convolution')
@@ -278,7 +291,7 @@ class ConvolutionLayer(_BaseConvolution):
                 continue
             if want_w:
                 windows = self._windows(b)
-                dw = output_array(self.blobs[0], diff=True).reshape(w.shape)
+                dw = _WeightGradient(output_array(self.blobs[0], diff=True).reshape(w.shape))
             if propagate_down[i]:
                 dx = output_array(b, diff=True).reshape(
                     (n, self.channels) + self.layout.spatial)
@@ -290,7 +303,7 @@ class ConvolutionLayer(_BaseConvolution):
                 if want_w:
                     cols = self._columns(windows, first, end)
                     for j in range(g):
-                        _accumulate_nt(dy_t[j], cols[j], dw[j])
+                        dw.add(j, dy_t[j], cols[j])
                 if propagate_down[i]:
                     dcols = workspace(xp, w.shape[:1] + (w.shape[2], dy_t.shape[2]), w.dtype,
                                       'conv.dcols')
@@ -299,6 +312,8 @@ class ConvolutionLayer(_BaseConvolution):
                                           + self.out_spatial)
                     col2im(dcols, dx[first:end].shape, *self._geometry(), self.out_spatial,
                            slot='conv.acc', out=dx[first:end])
+            if want_w:
+                dw.finish()
 
 
 @register('Deconvolution')
@@ -355,9 +370,10 @@ class DeconvolutionLayer(_BaseConvolution):
             dcols = dcols.reshape(self.group, w.shape[2], -1)  # g x (M/g*K) x (N*I)
             if want_w:
                 x_t = self._x_t(b)
-                dw = output_array(self.blobs[0], diff=True).reshape(w.shape)
+                dw = _WeightGradient(output_array(self.blobs[0], diff=True).reshape(w.shape))
                 for j in range(self.group):
-                    _accumulate_nt(x_t[j], dcols[j], dw[j])
+                    dw.add(j, x_t[j], dcols[j])
+                dw.finish()
             if propagate_down[i]:
                 dx = xp.matmul(w, dcols)  # g x C/g x (N*I)
                 self._batch_major(dx, None, output_array(b, diff=True).reshape(
@@ -682,8 +698,9 @@ class PoolingLayer(Layer):
             t.reshape((n, c) + self.geo.out_hw)
 
     def forward(self, bottom, top):
+        out = None if top[0] is bottom[0] else output_array(top[0])
         y, self.arg = pool_forward(bottom[0].xdata, self.geo, self.method, self.phase,
-                                   self.global_pooling, output_array(top[0]))
+                                   self.global_pooling, out)
         top[0].xdata = y
         if len(top) > 1:
             top[1].xdata = max_pool_mask(self.arg, self.geo).astype(top[1].dtype)
