@@ -41,7 +41,7 @@ def test_max_pool_backward_kernel_matches_xp(dtype, hw, kernel, stride, pad):
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 @pytest.mark.parametrize('hw, kernel, stride, pad', POOLS + [
     ((6, 40), (1, 17), (1, 1), (0, 8)),
-    ((20, 21), (16, 16), (4, 5), (0, 0)),   # 256 window cells: int32 argmax
+    ((20, 21), (16, 16), (4, 5), (0, 0)),   # 256 window cells: int32 argmax, the twin runs
 ])
 def test_max_pool_kernel_matches_xp(dtype, hw, kernel, stride, pad):
     """The compiled forward gives the twin's maxima and argmax, bit for bit, also where Caffe's
@@ -66,6 +66,9 @@ def test_max_pool_kernel_matches_xp(dtype, hw, kernel, stride, pad):
     np.testing.assert_array_equal(arg, arg_ref)
     assert y.tobytes() == y_ref.tobytes()                # -0 and +0 apart
     assert not np.isnan(y).any() and np.isneginf(y[1, 1]).any()
+    compiled = any(isinstance(key, tuple) and key[1:3] == kernel
+                   for key in cpu_kernels._compiled)
+    assert compiled == (np.prod(kernel) < cpu_kernels.MAX_POOL_CELLS)
 
 
 CONVS = [  # (H, W), kernel, stride, pad, dilation

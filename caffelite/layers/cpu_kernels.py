@@ -128,6 +128,12 @@ def max_pool_backward(dy, arg, kernel, stride, pad, x_shape, out=None):
     return dx
 
 
+# Windows of fewer cells than this get the compiled max pooling (their argmax is a uint8):
+# LLVM's compile time grows steeply with the unrolled window (~0.4 s up to 20 x 20 cells here,
+# 1.8 s at 24 x 24, 350 s at 32 x 32); larger windows run the NumPy twin.
+MAX_POOL_CELLS = 256
+
+
 def _max_pool_for(kh, kw, sh, sw):
     def pool(x, y, arg, lowest):
         planes, oh, ow = y.shape
@@ -151,7 +157,8 @@ def max_pool(xpad, kernel, stride, y, arg):
     """MAX pooling of ``xpad`` (N x C x H x W, already padded with -inf so that every window
     lies inside it) into y and arg (N x C x out_h x out_w, C-contiguous): y the largest cell
     of each window that is not NaN (-inf where there is none), arg the row-major index in the
-    window of the first such cell (0 where there is none); vision.max_pool_xp is the twin."""
+    window of the first such cell (0 where there is none); vision.max_pool_xp is the twin.
+    For windows of fewer than MAX_POOL_CELLS cells."""
     n, c, h, w = xpad.shape
     oh, ow = y.shape[2:]
     kernel_fn = _specialized(_max_pool_for, kernel[0], kernel[1], stride[0], stride[1])

@@ -511,7 +511,7 @@ def max_pool(x, geo, y=None):
         y = xp.empty(x.shape[:2] + geo.out_hw, dtype=x.dtype)
     arg = xp.empty(y.shape, dtype=np.uint8 if len(geo.offsets()) < 256 else np.int32)
     xpad = geo.padded(x, -np.inf)
-    if cpu_kernels.usable(x):
+    if cpu_kernels.usable(x) and len(geo.offsets()) < cpu_kernels.MAX_POOL_CELLS:
         return cpu_kernels.max_pool(xpad, geo.kernel, geo.stride, y, arg)
     return max_pool_xp(xpad, geo, y, arg)
 
