@@ -34,8 +34,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def worker(net_name, cpu):
-    """Pin this process to ``cpu`` (unless it is -1), build ``net_name`` (bench_vs_caffe.build_net), then answer
-    each input line with one iteration's [wall ms, CPU ms]."""
+    """Pin this process to ``cpu`` (unless it is -1), build ``net_name``
+    (bench_vs_caffe.build_net), then answer each input line with one iteration's [wall ms,
+    CPU ms]."""
     import tempfile
     if hasattr(os, 'sched_setaffinity') and int(cpu) >= 0:
         os.sched_setaffinity(0, {int(cpu)})
@@ -102,7 +103,9 @@ def main(argv=None):
                          'one thread, else 0)')
     args = ap.parse_args(argv)
     cpu = args.cpu if args.threads == 1 else -1
-    pause = args.pause if args.pause is not None else (0.3 if args.threads > 1 else 0)
+    sys.path.insert(1, HERE)
+    from bench_vs_caffe import default_pause
+    pause = args.pause if args.pause is not None else default_pause(args.threads)
     variants = {'a': (args.a, _settings(args.env_a)), 'b': (args.b, _settings(args.env_b))}
     workers = {key: start(args.net, tree, settings, cpu, args.threads)
                for key, (tree, settings) in variants.items()}

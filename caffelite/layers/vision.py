@@ -509,9 +509,10 @@ def max_pool(x, geo, y=None):
     xp = get_array_module(x)
     if y is None:
         y = xp.empty(x.shape[:2] + geo.out_hw, dtype=x.dtype)
-    arg = xp.empty(y.shape, dtype=np.uint8 if len(geo.offsets()) < 256 else np.int32)
+    cells = len(geo.offsets())
+    arg = xp.empty(y.shape, dtype=np.uint8 if cells < 256 else np.int32)
     xpad = geo.padded(x, -np.inf)
-    if cpu_kernels.usable(x) and len(geo.offsets()) < cpu_kernels.MAX_POOL_CELLS:
+    if cpu_kernels.usable(x) and cells < cpu_kernels.MAX_POOL_CELLS:
         return cpu_kernels.max_pool(xpad, geo.kernel, geo.stride, y, arg)
     return max_pool_xp(xpad, geo, y, arg)
 
