@@ -17,6 +17,13 @@ from .solver import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, 
 
 _attach_pycaffe(Net)
 
+
+def has_nccl():
+    """pycaffe's build flag: False, caffelite has no pycaffe ``caffe.NCCL`` (its multi-GPU
+    training runs from the command line, ``caffelite train --gpu 0,1``)."""
+    return False
+
+
 TRAIN = caffelite_pb2.TRAIN
 TEST = caffelite_pb2.TEST
 

@@ -13,6 +13,12 @@ class CaffeliteError(Exception):
     """A user-facing error. The CLI prints ``str(err)`` and exits non-zero, without a traceback."""
 
 
+class PycaffeRuntimeError(CaffeliteError, RuntimeError):
+    """An error pycaffe raises as RuntimeError (a net or weights file it cannot open,
+    set_input_arrays' checks): scripts written for pycaffe catch it with ``except
+    RuntimeError``."""
+
+
 class LayerError(CaffeliteError):
     """A layer rejected its parameters or its bottoms; the Net adds the layer's name, type and file."""
 

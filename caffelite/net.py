@@ -15,7 +15,7 @@ import numpy as np
 
 from . import io
 from .blob import Blob
-from .errors import CaffeliteError, LayerError, layer_context
+from .errors import CaffeliteError, LayerError, PycaffeRuntimeError, layer_context
 from .layers import create_layer
 from .layers.python_layer import python_layer_error
 from .net_rules import filter_net, insert_splits
@@ -41,6 +41,15 @@ def _net_state(phase, level, stages, state, param):
     return result
 
 
+def _check_readable(path, what):
+    """PycaffeRuntimeError naming ``path`` unless it can be opened (pycaffe's CheckFile)."""
+    try:
+        open(path, 'rb').close()
+    except OSError as err:
+        raise PycaffeRuntimeError(f'cannot open the {what} {path}: '
+                                  f'{err.strerror or err}') from None
+
+
 class Net:
     """A network of layers and blobs, built from a prototxt path or a NetParameter.
 
@@ -58,6 +67,9 @@ class Net:
             param, self.source = model, source or '<NetParameter>'
         else:
             self.source = os.fspath(model)
+            _check_readable(self.source, 'net file')
+            if isinstance(weights, (str, os.PathLike)):     # both before building, as pycaffe
+                _check_readable(os.fspath(weights), 'weights file')
             param = read_prototxt(self.source, pb.NetParameter())
         self.dtype = np.dtype(dtype)
         self._build(param, _net_state(phase, level, stages, state, param))
@@ -429,10 +441,18 @@ class Net:
     share_with = share_trained_layers_with
 
     def set_input_arrays(self, data, labels, layer_index=0):
-        """pycaffe's MemoryData feeding: give the layer at ``layer_index`` its arrays."""
-        layer = self.layers[layer_index]
+        """pycaffe's MemoryData feeding: give the layer at ``layer_index`` (or named so) its
+        arrays. Bad arrays raise PycaffeRuntimeError (pycaffe's RuntimeError)."""
+        if isinstance(layer_index, str):
+            if layer_index not in self._layer_names:
+                raise PycaffeRuntimeError(f'set_input_arrays: no layer "{layer_index}"')
+            layer_index = self._layer_names.index(layer_index)
+        layer, name = self.layers[layer_index], self._layer_names[layer_index]
         if not hasattr(layer, 'reset'):
-            raise CaffeliteError(f'layer "{self._layer_names[layer_index]}" is a '
-                                 f'{layer.type} layer, not MemoryData')
-        layer.reset(data, labels)
+            raise PycaffeRuntimeError(f'set_input_arrays: layer "{name}" is a {layer.type} '
+                                      f'layer, not MemoryData')
+        try:
+            layer.reset(data, labels)
+        except LayerError as err:
+            raise PycaffeRuntimeError(f'set_input_arrays: layer "{name}": {err}') from None
 

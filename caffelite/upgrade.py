@@ -331,9 +331,11 @@ def upgrade_v1_net(param, source='<net>'):
 # -- BatchNorm ----------------------------------------------------------------------------------
 
 def net_needs_batch_norm_upgrade(param):
-    """BatchNorm layers with three param specs, not all of them lr_mult 0 / decay_mult 0."""
+    """BatchNorm layers with three param specs, not all of them lr_mult 0 (Caffe 1.0 writes
+    ``param { lr_mult: 0 }`` three times into every snapshot; with a zero rate the decay
+    never reaches the blobs, so those need nothing)."""
     return any(layer.type == 'BatchNorm' and len(layer.param) == 3 and
-               any(p.lr_mult != 0 or p.decay_mult != 0 for p in layer.param)
+               any(p.lr_mult != 0 for p in layer.param)
                for layer in param.layer)
 
 

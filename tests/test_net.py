@@ -303,7 +303,8 @@ def test_parse_error_names_file_and_line(tmp_path):
 
 
 def test_missing_prototxt_is_a_clear_error(tmp_path):
-    with pytest.raises(CaffeliteError, match='cannot read .*missing.prototxt'):
+    with pytest.raises(CaffeliteError,
+                       match='cannot open the net file .*missing.prototxt: No such file'):
         caffe.Net(str(tmp_path / 'missing.prototxt'), caffe.TRAIN)
 
 

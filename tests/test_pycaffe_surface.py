@@ -1,7 +1,9 @@
 """pycaffe's surface: the exception types pycaffe raises (coord_map's crop asserts, a Python
-layer's own exceptions), Python layers' setup-first order, and draw's display_lrm."""
+layer's own exceptions, RuntimeError for files it cannot open and set_input_arrays' checks),
+Python layers' setup-first order, draw's display_lrm, and has_nccl."""
 import textwrap
 
+import numpy as np
 import pytest
 
 import caffelite
@@ -170,3 +172,56 @@ def test_draw_functions_take_display_lrm(tmp_path):
     assert tool.main([str(tmp_path / 'lrm.prototxt'), str(tmp_path / 'tool.dot'),
                       '--display_lrm']) == 0
     assert 'lr mult' in (tmp_path / 'tool.dot').read_text()
+
+
+# -- what pycaffe raises as RuntimeError, and has_nccl ---------------------------------------
+MEMORY_LAYER = (' layer { name: "mem" type: "MemoryData" top: "data" top: "label"'
+                ' memory_data_param { batch_size: 2 channels: 1 height: 2 width: 3 } }')
+
+
+def _net(layers):
+    return caffelite.Net(parse_prototxt_text(f'name: "mem" {layers}', pb.NetParameter()),
+                         caffelite.TEST)
+
+
+def test_set_input_arrays_errors_are_runtime_errors_as_in_pycaffe():
+    net = _net(MEMORY_LAYER)
+    data = np.zeros((4, 1, 2, 3), np.float32)
+    net.set_input_arrays(data, np.arange(4, dtype=np.float32))
+    net.forward()
+    assert net.blobs['label'].data.tolist() == [0, 1]
+    for bad_data, labels, message in [
+            (np.zeros((4, 3, 2, 3), np.float32), np.arange(4), 'n x 1 x 2 x 3'),
+            (data, np.arange(3), 'vector of 4'),
+            (data[:3], np.arange(3), 'multiple of batch_size')]:
+        with pytest.raises(RuntimeError, match=message) as caught:
+            net.set_input_arrays(bad_data, labels)
+        assert isinstance(caught.value, CaffeliteError)
+        assert 'layer "mem"' in str(caught.value)
+
+
+def test_set_input_arrays_on_a_layer_that_is_not_memory_data_or_by_name():
+    net = _net('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 } } }'
+               + MEMORY_LAYER)
+    items = np.zeros((2, 1, 2, 3), np.float32)
+    with pytest.raises(RuntimeError, match='"in" is a Input layer, not MemoryData'):
+        net.set_input_arrays(items, np.arange(2))
+    net.set_input_arrays(items, np.arange(2), 'mem')
+    with pytest.raises(RuntimeError, match='no layer "nope"'):
+        net.set_input_arrays(items, np.arange(2), 'nope')
+
+
+def test_a_net_or_weights_file_that_cannot_be_opened_is_a_runtime_error(tmp_path):
+    with pytest.raises(RuntimeError, match='cannot open the net file .*missing.prototxt'):
+        caffelite.Net(str(tmp_path / 'missing.prototxt'), caffelite.TEST)
+    model = tmp_path / 'net.prototxt'
+    model.write_text(MEMORY_LAYER)
+    for args, kwargs in [((str(tmp_path / 'w.caffemodel'), caffelite.TEST), {}),
+                         ((), dict(weights=str(tmp_path / 'w.caffemodel'),
+                                   phase=caffelite.TEST))]:
+        with pytest.raises(RuntimeError, match='cannot open the weights file .*w.caffemodel'):
+            caffelite.Net(str(model), *args, **kwargs)
+
+
+def test_has_nccl_is_false():
+    assert caffelite.has_nccl() is False

@@ -437,6 +437,9 @@ def test_batch_norm_statistics_params_get_zero_rates():
     fixed = parse('''layer { name: "bn" type: "BatchNorm" param { lr_mult: 0 decay_mult: 0 }
                      param { lr_mult: 0 decay_mult: 0 } param { lr_mult: 0 decay_mult: 0 } }''')
     assert not net_needs_upgrade(fixed)
+    as_caffe_writes = parse('''layer { name: "bn" type: "BatchNorm" param { lr_mult: 0 }
+                               param { lr_mult: 0 } param { lr_mult: 0 } }''')
+    assert not net_needs_upgrade(as_caffe_writes)
 
 
 @pytest.mark.parametrize('enum,name', [('SGD', 'SGD'), ('NESTEROV', 'Nesterov'),
