@@ -12,17 +12,12 @@ from . import coord_map, draw, io  # noqa: F401  (pycaffe's caffe.io, caffe.draw
 from .classifier import Classifier, Detector
 from .net_spec import NetSpec, params, to_proto
 from .pycaffe_net import attach as _attach_pycaffe
+from .pycaffe_runtime import (NCCL, Timer, has_nccl, init_log, log, set_multiprocess,  # noqa
+                              set_solver_count, set_solver_rank, solver_count, solver_rank)
 from .solver import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver,
                      SGDSolver, Solver, get_solver)
 
 _attach_pycaffe(Net)
-
-
-def has_nccl():
-    """pycaffe's build flag: False, caffelite has no pycaffe ``caffe.NCCL`` (its multi-GPU
-    training runs from the command line, ``caffelite train --gpu 0,1``)."""
-    return False
-
 
 TRAIN = caffelite_pb2.TRAIN
 TEST = caffelite_pb2.TEST

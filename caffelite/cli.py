@@ -7,7 +7,8 @@
     caffelite export_onnx --model deploy.prototxt [--weights W.caffemodel] --output model.onnx
 
 Flags take one dash or two (``-solver x``, ``--solver=x``), as Caffe's gflags do. Log lines go
-to stdout in glog's format; a CaffeliteError prints one message on stderr and exits with 1.
+to stderr in glog's format, as Caffe's (``GLOG_minloglevel=1`` keeps only warnings and worse);
+a CaffeliteError prints one message there and exits with 1.
 """
 import argparse
 import importlib
@@ -231,7 +232,7 @@ def _train(args, handler, param, context):
     if context is None or context.kind != 'nccl':     # NCCLContext already chose its GPU
         _select_device(args, param)
     solver = parallel.train_solver(param, context, solver_path=args.solver)
-    if (context is None or context.is_root) and sys.stdout.isatty() and sys.stderr.isatty():
+    if (context is None or context.is_root) and sys.stderr.isatty():
         progress = Progress(solver, sys.stderr)
         solver.on_start.append(progress.on_start)
         handler.before_emit = progress.clear
@@ -464,7 +465,7 @@ def main(argv=None):
     if argv and argv[0] in CAFFE_TOOLS:
         return importlib.import_module(f'.caffe_tools.{argv[0]}', __package__).main(argv[1:])
     args = build_parser().parse_args(argv)
-    handler = glog_handler(sys.stdout)
+    handler = glog_handler(sys.stderr)
     try:
         # A diverging run is reported by the solver (iteration and layer), not by NumPy.
         with np.errstate(over='ignore', invalid='ignore', divide='ignore'):

@@ -4,7 +4,8 @@ The pycaffe API is kept: ``Net(model, phase, weights=...)``, ``net.blobs``, ``ne
 ``net.forward(**inputs)``, ``net.backward(**diffs)``, ``net.save(path)``.
 
 Caffe's net callbacks: ``add_before_forward(f)``, ``add_after_forward(f)``,
-``add_before_backward(f)``, ``add_after_backward(f)``; each ``f(i)`` is called with the
+``add_before_backward(f)``, ``add_after_backward(f)`` (pycaffe's ``before_forward(f)`` and so
+on are the same methods); each ``f(i)`` is called with the
 layer index around layer i's forward (reshape included) or backward, for every layer the
 pass runs (also those that need no backward), in the order the layers run.
 """
@@ -289,6 +290,10 @@ class Net:
         that starts on the parameters that are final once backward has passed layer i)."""
         self._after_backward.append(callback)
 
+    # pycaffe's names for the same (Net_before_forward & co. in _caffe.cpp)
+    before_forward, after_forward = add_before_forward, add_after_forward
+    before_backward, after_backward = add_before_backward, add_after_backward
+
     # -- running ----------------------------------------------------------------------------
     def _layer_index(self, name, default):
         if name is None:
@@ -357,21 +362,46 @@ class Net:
             self._write_loss_weight(i, j, weight)
 
     def forward(self, blobs=None, start=None, end=None, **inputs):
-        """pycaffe's forward: set ``inputs`` (name=array), run, return the output blobs'
-        data (plus those named in ``blobs``) as NumPy arrays."""
-        for name, array in inputs.items():
-            if name not in self.blobs:
-                raise CaffeliteError(f'{self.source}: forward() got "{name}", which is not a '
-                                     f'blob of this net (inputs: {", ".join(self.inputs)})')
-            array = np.asarray(array)
-            self.blobs[name].reshape(array.shape)
-            self.blobs[name].data[...] = array
+        """pycaffe's forward: copy ``inputs`` (name=array, every input of the net, each with
+        the blob's batch size; ``blob.reshape`` first for another size) into the input blobs,
+        run, return the output blobs' data (plus those named in ``blobs``)."""
+        if inputs:
+            self._set_inputs(inputs)
         first = self._layer_index(start, 0)
         last = self._layer_index(end, len(self.layers) - 1)
         self.forward_from_to(first, last)
         names = (self.outputs if end is None else self.top_names[self._layer_names[last]])
         names = list(names) + [b for b in (blobs or []) if b not in names]
         return {name: self.blobs[name].data for name in names}
+
+    def feed(self, **arrays):
+        """caffelite's own: reshape each named blob to its array's shape and copy the array
+        in (any blob, any batch size); the next ``forward()`` runs on them. pycaffe's
+        ``forward(**inputs)`` takes batch-sized arrays for exactly the net's inputs."""
+        for name, array in arrays.items():
+            if name not in self.blobs:
+                raise CaffeliteError(f'{self.source}: feed() got "{name}", which is not a '
+                                     f'blob of this net (inputs: {", ".join(self.inputs)})')
+            array = np.asarray(array)
+            self.blobs[name].reshape(array.shape)
+            self.blobs[name].data[...] = array
+        return self
+
+    def _set_inputs(self, inputs):
+        """pycaffe's checks, then ``blob.data[...] = array`` (broadcast as NumPy does)."""
+        if set(inputs) != set(self.inputs):
+            raise CaffeliteError(
+                f'{self.source}: forward() input blob arguments do not match the net\'s inputs:'
+                f' got {", ".join(sorted(inputs))}; the inputs are '
+                f'{", ".join(self.inputs) or "none"}')
+        for name, array in inputs.items():
+            array, blob = np.asarray(array), self.blobs[name]
+            if array.ndim == 0 or not blob.shape or array.shape[0] != blob.shape[0]:
+                raise CaffeliteError(
+                    f'{self.source}: forward() input "{name}" is not batch sized: shape '
+                    f'{array.shape} for a blob of shape {blob.shape} (reshape the blob first: '
+                    f'net.blobs["{name}"].reshape(...))')
+            blob.data[...] = array
 
     def backward(self, diffs=None, start=None, end=None, **top_diffs):
         """pycaffe's backward: ``top_diffs`` set output diffs (as does writing

@@ -12,6 +12,7 @@ from caffelite.errors import CaffeliteError
 from caffelite.proto import caffelite_pb2 as pb
 from caffelite.solvers import base as solver_base
 import layer_testing
+from cli_testing import error_lines
 
 NET = layer_testing.TINY_NET
 SOLVER = '''net: "net.prototxt"
@@ -36,8 +37,8 @@ def fails(capsys, argv, *fragments):
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert 'Traceback' not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
+    lines = error_lines(err)
+    assert len(lines) == 1, err                          # one line besides the log
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]

@@ -116,7 +116,7 @@ def test_convert_errors(image_set, capsys):
     (image_set / 'root' / 'sub' / 'im1.png').unlink()
     assert convert(image_set, 'skipped') == 0
     assert [k for k, _ in records(image_set / 'skipped')][1] == '00000002_sub/im2.png'
-    assert 'Could not open or find file' in capsys.readouterr().out
+    assert 'Could not open or find file' in capsys.readouterr().err
 
 
 def test_compute_image_mean_and_its_subtraction(image_set, capsys):
@@ -129,7 +129,7 @@ def test_compute_image_mean_and_its_subtraction(image_set, capsys):
     np.testing.assert_array_equal(mean, expected)
     proto = pb.BlobProto.FromString(mean_file.read_bytes())
     assert (proto.num, proto.channels, proto.height, proto.width) == (1, 3, 4, 6)
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert 'Number of channels: 3' in out and 'mean_value channel [2]:' in out
     net = Net(data_net(image_set, image_set / 'raw_lmdb', 5, f'mean_file: "{mean_file}"'),
               pb.TEST)
@@ -207,7 +207,7 @@ def test_upgrade_net_proto_text_output_is_current_and_builds(tmp_path, capsys):
     (tmp_path / 'v1.prototxt').write_text(V1_NET)
     out = tmp_path / 'v2.prototxt'
     assert upgrade_net_proto_text.main([str(tmp_path / 'v1.prototxt'), str(out)]) == 0
-    log = capsys.readouterr().out
+    log = capsys.readouterr().err
     assert 'deprecated V1LayerParameter' in log and 'deprecated input fields' in log
     param = text_format.Parse(out.read_text(), pb.NetParameter())
     assert not param.layers and not param.input
@@ -218,7 +218,7 @@ def test_upgrade_net_proto_text_output_is_current_and_builds(tmp_path, capsys):
     assert net.blobs['conv'].shape == (1, 2, 2, 2)
     again = tmp_path / 'v2_again.prototxt'
     assert upgrade_net_proto_text.main([str(out), str(again)]) == 0
-    assert 'File already in latest proto format' in capsys.readouterr().out
+    assert 'File already in latest proto format' in capsys.readouterr().err
     assert again.read_text() == out.read_text()
     assert upgrade_net_proto_text.main([str(tmp_path / 'none.prototxt'), str(again)]) == 1
 
@@ -250,4 +250,4 @@ def test_upgrade_solver_proto_text(tmp_path, capsys):
     param = text_format.Parse(out.read_text(), pb.SolverParameter())
     assert param.type == 'AdaGrad' and not param.HasField('solver_type')
     assert not param.net_param.layers and param.net_param.layer[1].type == 'Convolution'
-    assert "'solver_type' field" in capsys.readouterr().out
+    assert "'solver_type' field" in capsys.readouterr().err

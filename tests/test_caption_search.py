@@ -88,8 +88,8 @@ def test_stepper_state_matches_full_sequence_net(model):
     seqs = np.array([[0, 2, 1, 3], [0, 3, 3, 1], [0, 1, 2, 2], [0, 1, 1, 1], [0, 2, 2, 3]]).T
     cont = np.ones((4, 5))
     cont[0] = 0
-    out = full.forward(blobs=["predict"], input_sentence=seqs, cont_sentence=cont,
-                       image_features=feats)["predict"]
+    out = full.feed(input_sentence=seqs, cont_sentence=cont,
+                    image_features=feats).forward(blobs=["predict"])["predict"]
     state = _state(stepper, feats)
     for t in range(4):
         logits, state = stepper(seqs[t], t, state)

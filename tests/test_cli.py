@@ -1,5 +1,5 @@
 """The ``caffelite`` command (``python -m caffelite``): train / resume / fine-tune, test, time,
-device_query, signals, and the error paths (one message on stderr, exit code 1)."""
+device_query, signals, and the error paths (one message on stderr after the log, exit code 1)."""
 import io
 import os
 import re
@@ -14,6 +14,7 @@ import pytest
 
 from caffelite.cli import Progress, build_parser
 import layer_testing
+from cli_testing import error_lines, log_lines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,8 +51,9 @@ def work(tmp_path):
 def assert_fails(result, *fragments):
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert 'Traceback' not in result.stderr, result.stderr
-    message = result.stderr.strip()
-    assert message.count('\n') == 0, message             # one line
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr                # one line besides the log
+    message = lines[0]
     for fragment in fragments:
         assert fragment in message, message
     return message
@@ -62,7 +64,7 @@ def assert_fails(result, *fragments):
 def test_train_resume_finetune_and_log_format(work):
     result = caffelite('train', '-solver', 'solver.prototxt', cwd=work)
     assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = result.stderr                                  # the log, as Caffe's, on stderr
     number = r'[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?'
     glog = r'I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ \S+:\d+\] '
     for pattern in (rf'Iteration 2 \({number} iter/s, {number}s/2 iters\), loss = {number}',
@@ -80,17 +82,33 @@ def test_train_resume_finetune_and_log_format(work):
     resumed = caffelite('train', '--solver=solver.prototxt',
                         '--snapshot', 'snaps/tiny_iter_2.solverstate', cwd=work)
     assert resumed.returncode == 0, resumed.stderr
-    assert 'Resuming from snaps/tiny_iter_2.solverstate' in resumed.stdout
-    assert 'Iteration 0' not in resumed.stdout and 'Iteration 2, lr' in resumed.stdout
+    assert 'Resuming from snaps/tiny_iter_2.solverstate' in resumed.stderr
+    assert 'Iteration 0' not in resumed.stderr and 'Iteration 2, lr' in resumed.stderr
 
     tuned = caffelite('train', '-solver', 'solver.prototxt',
                       '-weights', 'snaps/tiny_iter_4.caffemodel', cwd=work)
     assert tuned.returncode == 0, tuned.stderr
-    assert 'Finetuning from snaps/tiny_iter_4.caffemodel' in tuned.stdout
+    assert 'Finetuning from snaps/tiny_iter_4.caffemodel' in tuned.stderr
 
     both = caffelite('train', '-solver', 'solver.prototxt', '-weights', 'a.caffemodel',
                      '-snapshot', 'b.solverstate', cwd=work)
     assert_fails(both, 'not both')
+
+
+def test_the_log_goes_to_stderr_as_caffes_and_glog_minloglevel_quiets_it(work):
+    result = caffelite('train', '-solver', 'solver.prototxt', cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ''                             # `2> train.log` keeps the log
+    assert any('Optimization Done.' in line for line in log_lines(result.stderr))
+    env = dict(os.environ, GLOG_minloglevel='1')
+    quiet = subprocess.run([sys.executable, '-m', 'caffelite', 'train', '-solver',
+                            'solver.prototxt'], cwd=work, capture_output=True, text=True,
+                           env=dict(env, PYTHONPATH=str(REPO)), timeout=120)
+    assert quiet.returncode == 0 and quiet.stdout == '' and quiet.stderr == '', quiet.stderr
+    bad = subprocess.run([sys.executable, '-m', 'caffelite', 'train', '-solver', 'none.txt'],
+                         cwd=work, capture_output=True, text=True,
+                         env=dict(env, PYTHONPATH=str(REPO)), timeout=120)
+    assert_fails(bad, 'none.txt')                          # errors still show
 
 
 def test_sighup_snapshots_and_sigint_stops(work):
@@ -102,14 +120,14 @@ def test_sighup_snapshots_and_sigint_stops(work):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, '-m', 'caffelite', 'train', '-solver',
                              'solver.prototxt'], cwd=work, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.STDOUT, text=True)
     lines = []
 
     def wait_for(text):
         deadline = time.time() + 60
         while time.time() < deadline:
             line = proc.stdout.readline()
-            assert line, ''.join(lines) + proc.stderr.read()
+            assert line, ''.join(lines)
             lines.append(line)
             if text in line:
                 return line
@@ -120,12 +138,12 @@ def test_sighup_snapshots_and_sigint_stops(work):
         proc.send_signal(signal.SIGHUP)
         first = wait_for('Snapshotting solver state')
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
     lines.append(out)
     text = ''.join(lines)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, text
     assert 'Optimization stopped early.' in text
     states = sorted(n for n in os.listdir(work / 'snaps') if n.endswith('.solverstate'))
     assert len(states) == 2, states                       # SIGHUP's, then SIGINT's final one
@@ -233,12 +251,12 @@ def test_test_command_prints_batches_and_means(work):
     result = caffelite('test', '-model', 'net.prototxt', '-weights', 'w.caffemodel',
                        '-iterations', '3', cwd=work)
     assert result.returncode == 0, result.stderr
-    batches = re.findall(r'\] Batch (\d), loss = ([0-9.e+-]+)$', result.stdout, re.M)
+    batches = re.findall(r'\] Batch (\d), loss = ([0-9.e+-]+)$', result.stderr, re.M)
     assert [b[0] for b in batches] == ['0', '1', '2']
     mean = np.mean([float(b[1]) for b in batches])
-    final = re.search(r'\] loss = ([0-9.e+-]+) \(\* 1 = ([0-9.e+-]+) loss\)$', result.stdout, re.M)
+    final = re.search(r'\] loss = ([0-9.e+-]+) \(\* 1 = ([0-9.e+-]+) loss\)$', result.stderr, re.M)
     assert float(final.group(1)) == pytest.approx(mean, rel=1e-4)
-    assert re.search(r'\] Loss: ([0-9.e+-]+)$', result.stdout, re.M)
+    assert re.search(r'\] Loss: ([0-9.e+-]+)$', result.stderr, re.M)
     assert_fails(caffelite('test', '-model', 'net.prototxt', cwd=work), 'need model weights')
     assert_fails(caffelite('test', '-model', 'missing.prototxt', '-weights', 'w.caffemodel',
                            cwd=work), 'missing.prototxt')
@@ -247,7 +265,7 @@ def test_test_command_prints_batches_and_means(work):
 def test_time_command_reports_every_layer(work):
     result = caffelite('time', '--model', 'net.prototxt', '--iterations', '3', cwd=work)
     assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = result.stderr                                  # the log, as Caffe's, on stderr
     for layer in ('data', 'ip', 'loss'):
         assert re.search(rf'\] +{layer}\tforward: [0-9.e+-]+ ms\.$', out, re.M), layer
         assert re.search(rf'\] +{layer}\tbackward: [0-9.e+-]+ ms\.$', out, re.M), layer
@@ -260,7 +278,7 @@ def test_time_command_reports_every_layer(work):
 def test_device_query_on_cpu(work):
     result = caffelite('device_query', cwd=work)
     assert result.returncode == 0, result.stderr
-    assert f'NumPy: {np.__version__}' in result.stdout and 'CPU cores:' in result.stdout
+    assert f'NumPy: {np.__version__}' in result.stderr and 'CPU cores:' in result.stderr
 
 
 def test_flags_take_one_or_two_dashes():

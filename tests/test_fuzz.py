@@ -23,6 +23,7 @@ from caffelite import cli
 from caffelite.errors import CaffeliteError
 
 import layer_testing
+from cli_testing import error_lines
 import mutation
 
 pytestmark = pytest.mark.fuzz
@@ -82,8 +83,8 @@ def run_cli(argv):
     text = err.getvalue()
     if 'Traceback' in text:
         raise Escaped(f'traceback printed: {text[-300:]}')
-    if code != 0 and code != 2 and len(text.strip().splitlines()) != 1:
-        raise Escaped(f'exit {code} with {len(text.strip().splitlines())} message lines')
+    if code != 0 and code != 2 and len(error_lines(text)) != 1:
+        raise Escaped(f'exit {code} with {len(error_lines(text))} message lines')
     return code
 
 

@@ -43,7 +43,7 @@ def test_preprocess_order_mean_before_input_scale_after_raw_scale():
     t.set_mean('x', np.array([1.0]))
     t.set_input_scale('x', 3.0)
     assert t.preprocess('x', np.full((1, 1, 1), 2.0))[0, 0, 0] == pytest.approx((2 * 4 - 1) * 3)
-    assert t.deprocess('x', np.full((1, 1, 1), 21.0))[0, 0, 0] == pytest.approx(2.0)
+    assert t.deprocess('x', np.full((1, 1, 1), 21.0)) == pytest.approx(2.0)   # squeezed
 
 
 def test_preprocess_elementwise_mean_and_no_mutation():
@@ -62,13 +62,18 @@ def test_round_trip():
     t = imagenet_transformer()
     caffe_in = t.preprocess('data', img)
     np.testing.assert_allclose(t.deprocess('data', caffe_in), img, atol=1e-5)
-    # a batch of one (net.blobs['data'].data[:1]) deprocesses too; one channel keeps its axis
+    # a batch of one (net.blobs['data'].data[:1]) deprocesses too; one channel comes back
+    # H x W, as pycaffe's squeeze gives it (pycaffe fails where a transpose is set, as here)
     np.testing.assert_allclose(t.deprocess('data', caffe_in[None]), img, atol=1e-5)
     gray = Transformer({'g': (1, 1, 4, 5)})
     gray.set_transpose('g', (2, 0, 1))
     gray.set_raw_scale('g', 255)
     g = image(k=1)
-    np.testing.assert_allclose(gray.deprocess('g', gray.preprocess('g', g)[None]), g, atol=1e-5)
+    back = gray.deprocess('g', gray.preprocess('g', g)[None])
+    assert back.shape == (4, 5)
+    np.testing.assert_allclose(back, g[..., 0], atol=1e-5)
+    plain = Transformer({'g': (1, 1, 4, 5)})                 # LeNet's input: no settings
+    assert plain.deprocess('g', np.ones((1, 1, 4, 5))).shape == (4, 5)
 
 
 def test_preprocess_resizes_to_the_input_size():

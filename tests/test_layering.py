@@ -31,7 +31,7 @@ LEVELS = [
     (6, ['caffelite.parallel']),
     (7, ['caffelite', 'caffelite.__main__', 'caffelite.cli', 'caffelite.caffe_tools',
          'caffelite.lrcn', 'caffelite.onnx', 'caffelite.classifier', 'caffelite.draw',
-         'caffelite.coord_map', 'caffelite.plotting']),
+         'caffelite.coord_map', 'caffelite.plotting', 'caffelite.pycaffe_runtime']),
 ]
 
 

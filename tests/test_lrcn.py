@@ -127,7 +127,7 @@ def test_deploy_nets_reproduce_the_training_net(tiny):
     word = caffelite.Net(os.path.join(PROTO, "lrcn_deploy_word.prototxt"), caffelite.TEST)
     _copy_params(train, image)
     _copy_params(train, word)
-    feats = image.forward(blobs=["fc_image"], data=train.blobs["data"].data)["fc_image"]
+    feats = image.feed(data=train.blobs["data"].data).forward(blobs=["fc_image"])["fc_image"]
     np.testing.assert_allclose(feats, train.blobs["fc_image"].data, rtol=1e-4, atol=1e-5)
     stepper = NetStepper(word)
     state = stepper.initial_state([feats])

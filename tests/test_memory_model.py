@@ -54,7 +54,7 @@ def test_a_kept_output_view_sees_every_later_forward():
     out = net.blobs['prob'].data                       # a view, as in pycaffe
     for _ in range(3):
         x = rng.standard_normal((4, 5)).astype(np.float32)
-        net.forward(data=x)
+        net.feed(data=x).forward()
         np.testing.assert_allclose(out, expected_prob(net, x), rtol=1e-5, atol=1e-6)
     assert np.shares_memory(out, net.blobs['prob'].data)
 
@@ -64,10 +64,10 @@ def test_net_surgery_through_kept_param_views_changes_the_output():
     net = build()
     x = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
     out, w = net.blobs['prob'].data, net.params['ip'][0].data
-    net.forward(data=x)
+    net.feed(data=x).forward()
     before = out.copy()
     w[...] *= -2                                       # surgery through the kept view
-    net.forward(data=x)
+    net.feed(data=x).forward()
     assert not np.allclose(out, before)
     np.testing.assert_allclose(out, expected_prob(net, x), rtol=1e-5, atol=1e-6)
 
@@ -77,7 +77,7 @@ def test_kept_diff_views_see_backward():
     rng = np.random.default_rng(2)
     d_data, d_w = net.blobs['data'].diff, net.params['ip'][0].diff
     for _ in range(2):
-        net.forward(data=rng.standard_normal((4, 5)).astype(np.float32))
+        net.feed(data=rng.standard_normal((4, 5)).astype(np.float32)).forward()
         net.clear_param_diffs()
         diffs = net.backward()
         assert np.shares_memory(d_data, diffs['data'])
@@ -143,7 +143,7 @@ def test_a_loss_top_diff_holds_its_weight_and_forward_uses_it():
     net2 = caffe.Net(parse_prototxt_text(LOSS_ON_OUTPUT, pb.NetParameter()), caffe.TRAIN)
     assert (net2.blobs['probs'].diff == 0.5).all()
     x = np.random.default_rng(4).standard_normal((2, 3)).astype(np.float32)
-    net2.forward(data=x)
+    net2.feed(data=x).forward()
     assert net2.forward_from_to(0, len(net2.layers) - 1) == \
         0.5 * float(net2.blobs['probs'].data.astype(np.float64).sum())
     net2.clear_param_diffs()                           # never touches a loss top's diff
@@ -155,7 +155,7 @@ def test_a_diff_set_by_the_script_on_a_loss_top_is_used_by_backward():
     x = np.random.default_rng(5).standard_normal((2, 3)).astype(np.float32)
     g = np.random.default_rng(6).standard_normal((2, 4)).astype(np.float32)
     w = net.params['ip'][0].data
-    net.forward(data=x)
+    net.feed(data=x).forward()
     net.blobs['probs'].diff[...] = g
     np.testing.assert_allclose(net.backward()['data'], g @ w, rtol=1e-5)
     np.testing.assert_allclose(net.backward(probs=2 * g)['data'], 2 * g @ w, rtol=1e-5)
@@ -166,7 +166,7 @@ def test_a_diff_set_by_the_script_on_a_loss_top_is_used_by_backward():
 def test_a_loss_top_reshaped_to_a_new_size_is_weighed_anew():
     net = caffe.Net(parse_prototxt_text(LOSS_ON_OUTPUT, pb.NetParameter()), caffe.TRAIN)
     x = np.random.default_rng(7).standard_normal((5, 3)).astype(np.float32)
-    net.forward(data=x)                                # batch 2 -> 5: the top grows
+    net.feed(data=x).forward()                                # batch 2 -> 5: the top grows
     assert net.blobs['probs'].diff.shape == (5, 4) and (net.blobs['probs'].diff == 0.5).all()
     assert net.forward_from_to(0, len(net.layers) - 1) == \
         0.5 * float(net.blobs['probs'].data.astype(np.float64).sum())

@@ -242,7 +242,7 @@ def test_force_backward_computes_input_gradients():
 
 # -- running ---------------------------------------------------------------------------------
 
-def test_forward_returns_outputs_and_reshape_follows_the_input():
+def test_forward_takes_batch_sized_inputs_as_pycaffe_and_feed_reshapes():
     net = build('''
         input: "data" input_shape { dim: 2 dim: 3 }
         layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
@@ -250,12 +250,25 @@ def test_forward_returns_outputs_and_reshape_follows_the_input():
         layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }''', caffe.TEST)
     assert net.outputs == ['prob']
     x = np.random.default_rng(1).standard_normal((5, 3))
-    out = net.forward(data=x)
-    assert out['prob'].shape == (5, 4)
+    with pytest.raises(CaffeliteError, match='"data" is not batch sized: shape .5, 3. for a '
+                                             'blob of shape .2, 3.'):
+        net.forward(data=x)
+    with pytest.raises(CaffeliteError, match="do not match the net's inputs: got ip; the "
+                                             "inputs are data"):
+        net.forward(ip=x[:2])
+    assert net.blobs['data'].shape == (2, 3)           # nothing changed
     w = net.params['ip'][0].data
-    z = x @ w.T
-    expected = np.exp(z - z.max(1, keepdims=True))
-    np.testing.assert_allclose(out['prob'], expected / expected.sum(1, keepdims=True))
+
+    def softmax_of_ip(rows):
+        z = rows @ w.T
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    np.testing.assert_allclose(net.forward(data=x[:2])['prob'], softmax_of_ip(x[:2]))
+    out = net.feed(data=x).forward()                   # caffelite's feed: any batch size
+    assert out['prob'].shape == (5, 4)
+    np.testing.assert_allclose(out['prob'], softmax_of_ip(x))
+    np.testing.assert_allclose(net.forward(data=x[::-1])['prob'], softmax_of_ip(x[::-1]))
     net.blobs['data'].reshape(7, 3)
     net.reshape()
     assert net.blobs['prob'].shape == (7, 4)

@@ -22,13 +22,12 @@ def make_net():
     return caffelite.Net(text_format.Parse(NET, pb.NetParameter()), pb.TRAIN)
 
 
-def test_callbacks_run_around_every_layer_in_order_with_the_layer_index():
+@pytest.mark.parametrize('prefix', ['add_', ''])      # caffelite's names, pycaffe's
+def test_callbacks_run_around_every_layer_in_order_with_the_layer_index(prefix):
     net = make_net()
     calls = []
-    net.add_before_forward(lambda i: calls.append(('before_forward', i)))
-    net.add_after_forward(lambda i: calls.append(('after_forward', i)))
-    net.add_before_backward(lambda i: calls.append(('before_backward', i)))
-    net.add_after_backward(lambda i: calls.append(('after_backward', i)))
+    for hook in ('before_forward', 'after_forward', 'before_backward', 'after_backward'):
+        getattr(net, prefix + hook)(lambda i, hook=hook: calls.append((hook, i)))
     net.forward_backward()
     forward = [c for i in range(3) for c in (('before_forward', i), ('after_forward', i))]
     backward = [c for i in (2, 1, 0) for c in (('before_backward', i), ('after_backward', i))]

@@ -388,7 +388,7 @@ def test_export_onnx_command(tmp_path):
                         '--weights', str(weights), '--output', str(out), '--opset', '18',
                         '--input', 'data:2,3,64,64', cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert 'image.onnx' in result.stdout
+    assert 'image.onnx' in result.stderr
     model = onnx.load(str(out))
     assert model.opset_import[0].version == 18
     net.blobs['data'].reshape((2, 3, 64, 64))

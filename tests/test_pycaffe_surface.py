@@ -1,6 +1,7 @@
 """pycaffe's surface: the exception types pycaffe raises (coord_map's crop asserts, a Python
 layer's own exceptions, RuntimeError for files it cannot open and set_input_arrays' checks),
 Python layers' setup-first order, draw's display_lrm, and has_nccl."""
+import re
 import textwrap
 
 import numpy as np
@@ -225,3 +226,65 @@ def test_a_net_or_weights_file_that_cannot_be_opened_is_a_runtime_error(tmp_path
 
 def test_has_nccl_is_false():
     assert caffelite.has_nccl() is False
+
+
+# -- pycaffe's runtime functions --------------------------------------------------------------
+@pytest.fixture
+def single_worker():
+    yield
+    caffelite.worker.set_current(None)
+
+
+def test_solver_count_and_rank_give_a_net_its_share_of_the_records(tmp_path, single_worker):
+    h5py = pytest.importorskip('h5py')
+    with h5py.File(tmp_path / 'rows.h5', 'w') as f:
+        f['label'] = np.arange(8, dtype=np.float32)
+    (tmp_path / 'list.txt').write_text(f'{tmp_path / "rows.h5"}\n')
+    text = (f'layer {{ name: "d" type: "HDF5Data" top: "label" include {{ phase: TRAIN }} '
+            f'hdf5_data_param {{ source: "{tmp_path / "list.txt"}" batch_size: 2 }} }}')
+
+    def first_two_batches():
+        net = caffelite.Net(parse_prototxt_text(text, pb.NetParameter()), caffelite.TRAIN)
+        return [net.forward()['label'].tolist() for _ in range(2)]
+
+    assert (caffelite.solver_count(), caffelite.solver_rank()) == (1, 0)
+    assert first_two_batches() == [[0, 1], [2, 3]]
+    caffelite.set_solver_count(2)
+    caffelite.set_solver_rank(1)
+    caffelite.set_multiprocess(True)
+    assert (caffelite.solver_count(), caffelite.solver_rank()) == (2, 1)
+    assert first_two_batches() == [[2, 3], [6, 7]]         # batches 1 and 3 of the epoch
+    with pytest.raises(CaffeliteError, match='rank 2 is not below the solver count 2'):
+        caffelite.set_solver_rank(2)
+
+
+def test_timer_init_log_and_log(capsys):
+    timer = caffelite.Timer()
+    assert timer.ms == 0.0
+    timer.start()
+    assert timer.ms >= 0.0                                 # reading ms stops it
+    stopped = timer.ms
+    assert timer.ms == stopped
+    logger = caffelite.solvers.log.logger
+    handlers, level = list(logger.handlers), logger.level
+    try:
+        caffelite.init_log(0, True)
+        caffelite.init_log()                               # once: no second handler
+        caffelite.log('Using devices [0]')
+        err = capsys.readouterr().err
+        assert err.count('Using devices [0]') == 1
+        assert re.match(r'I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ \S+:\d+\] Using devices \[0\]$',
+                        err.strip())
+        caffelite.init_log(2)
+        caffelite.log('not shown')
+        assert 'not shown' not in capsys.readouterr().err
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+
+
+def test_nccl_refuses_with_the_way_to_train_on_several_gpus():
+    with pytest.raises(CaffeliteError, match='caffelite train --solver S --gpu 0,1'):
+        caffelite.NCCL.new_uid()
+    with pytest.raises(CaffeliteError, match='has_nccl'):
+        caffelite.NCCL(None, b'')

@@ -59,9 +59,9 @@ def caffelite_captioner(weights, batch):
     word = caffelite.Net(WORD_NET, caffelite.TEST, weights=weights)
     image.blobs['data'].reshape((batch, 3, 64, 64))
     image.reshape()
-    features = lambda images: image.forward(data=images)['fc_image'].copy()     # noqa: E731
+    features = lambda images: image.feed(data=images).forward()['fc_image'].copy()  # noqa: E731
     run_word = lambda inputs: {k: v.copy() for k, v in                         # noqa: E731
-                               word.forward(blobs=['predict'], **inputs).items()}
+                               word.feed(**inputs).forward(blobs=['predict']).items()}
     return image, word, features, run_word
 
 

@@ -65,10 +65,10 @@ def parse_args(parser, argv):
 
 
 def run_tool(prog, body, args):
-    """Run ``body(args)`` with the caffelite logger printing glog-style lines on stdout;
-    a CaffeliteError (or OSError) prints one line on stderr and returns 1."""
+    """Run ``body(args)`` with the caffelite logger printing glog-style lines on stderr (as
+    Caffe's tools); a CaffeliteError (or OSError) prints one line there and returns 1."""
     from ..solvers.log import glog_handler, logger
-    handler = glog_handler(sys.stdout)
+    handler = glog_handler(sys.stderr)
     try:
         result = body(args)
         return 0 if result is None else result

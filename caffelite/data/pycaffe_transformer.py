@@ -114,7 +114,9 @@ class Transformer:
     def deprocess(self, in_, data):
         """Invert :meth:`preprocess` (except the resize): K x H x W (or 1 x K x H x W) ->
         H x W x K. Steps in reverse: / input_scale, + mean, / raw_scale, undo the channel
-        swap, undo the transpose."""
+        swap, undo the transpose; then axes of size 1 are dropped, as pycaffe's squeeze does
+        (a one-channel image comes back H x W; pycaffe squeezes first, which fails there when
+        a transpose or mean is set)."""
         self._check_input(in_)
         decaf_in = np.array(data, dtype=np.result_type(np.asarray(data).dtype, np.float32))
         if decaf_in.ndim == 4 and decaf_in.shape[0] == 1:   # a batch of one
@@ -130,7 +132,7 @@ class Transformer:
             decaf_in = decaf_in[np.argsort(channel_swap)]
         if transpose is not None:
             decaf_in = decaf_in.transpose(np.argsort(transpose))
-        return decaf_in
+        return decaf_in.squeeze()
 
     def set_transpose(self, in_, order):
         """Axis order taking the raw image to the input's layout, e.g. (2, 0, 1) for

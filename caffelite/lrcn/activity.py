@@ -77,7 +77,7 @@ def _paths(model, modality):
 
 
 def train(model, modality, max_iter=None):
-    """Run the model's solver (Caffe-style log on stdout), on the budget ``max_iter`` if
+    """Run the model's solver (Caffe-style log on stderr), on the budget ``max_iter`` if
     given (caffelite.lrcn.training); -> path of the final weights."""
     return training.train(_paths(model, modality)[0], max_iter)
 

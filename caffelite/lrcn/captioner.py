@@ -66,7 +66,7 @@ class NetStepper:
             inputs[name] = a
         for name, a in zip(self.state_in, state[ns:]):
             inputs[name] = a.reshape((1,) + a.shape)
-        out = self.net.forward(blobs=[self.logits] + self.state_out, **inputs)
+        out = self.net.feed(**inputs).forward(blobs=[self.logits] + self.state_out)
         new = state[:ns] + [out[name][0].copy() for name in self.state_out]
         return out[self.logits].reshape(b, -1).astype(np.float64), new
 
@@ -91,7 +91,7 @@ class Captioner:
         return (imgs - self.mean) * self.scale
 
     def features(self, images):
-        out = self.image_net.forward(blobs=[self.feature_blob], data=images)
+        out = self.image_net.feed(data=images).forward(blobs=[self.feature_blob])
         return out[self.feature_blob].copy()
 
     def decode(self, features, method="greedy", beam_size=3, temperature=1.0, rng=None,

@@ -18,8 +18,8 @@ def image_features(captioner, paths, blobs, batch_size=100):
     """-> {blob: N x D float64} of the image net's ``blobs`` (flattened per image)."""
     out = {b: [] for b in blobs}
     for i in range(0, len(paths), batch_size):
-        got = captioner.image_net.forward(blobs=list(blobs),
-                                          data=captioner.load_images(paths[i:i + batch_size]))
+        images = captioner.load_images(paths[i:i + batch_size])
+        got = captioner.image_net.feed(data=images).forward(blobs=list(blobs))
         for b in blobs:
             out[b].append(np.asarray(got[b], np.float64).reshape(len(got[b]), -1))
     return {b: np.concatenate(v) for b, v in out.items()}

@@ -51,7 +51,7 @@ def pair_log_likelihoods(stepper, features, streams):
         inputs[name] = np.repeat(np.asarray(features, dtype), c, axis=0)
     for name in stepper.state_in:
         inputs[name] = np.zeros((1, b * c) + tuple(net.blobs[name].shape[2:]), dtype)
-    logits = net.forward(blobs=[stepper.logits], **inputs)[stepper.logits]
+    logits = net.feed(**inputs).forward(blobs=[stepper.logits])[stepper.logits]
     logp = log_softmax(logits, axis=2)                      # T x BC x V
     tgt = np.tile(target, (1, b)).astype(np.int64)
     picked = np.take_along_axis(logp, np.maximum(tgt, 0)[:, :, None], axis=2)[:, :, 0]

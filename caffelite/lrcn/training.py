@@ -1,6 +1,6 @@
 """Run an LRCN example's solver, and name the weights it leaves.
 
-``train(solver_path)`` solves with Caffe's log on stdout and returns
+``train(solver_path)`` solves with Caffe's log on stderr and returns
 ``<snapshot_prefix>_iter_<final iteration>.caffemodel``; ``final_weights(solver_path)``
 names the same file from the solver prototxt alone (``max_iter``), for evaluating a run
 trained earlier. ``max_iter`` (both) trains on a reduced budget: the solver's max_iter is
@@ -9,7 +9,6 @@ max_iter), and the snapshot prefix gets "_<max_iter'>it" so runs of different bu
 their own weights.
 """
 
-import logging
 import sys
 
 from ..proto import caffelite_pb2 as pb
@@ -29,10 +28,9 @@ def solver_param(solver_path, max_iter=None):
 
 
 def train(solver_path, max_iter=None):
-    """Run the solver (Caffe-style log on stdout); -> path of the final weights."""
+    """Run the solver (Caffe-style log on stderr); -> path of the final weights."""
     if not logger.handlers:
-        logger.addHandler(glog_handler(sys.stdout))
-        logger.setLevel(logging.INFO)
+        glog_handler(sys.stderr)
     solver = get_solver(solver_param(solver_path, max_iter), solver_path=solver_path)
     solver.solve()
     return "%s_iter_%d.caffemodel" % (solver.snapshot_prefix, solver.iter)

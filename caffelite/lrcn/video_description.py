@@ -137,7 +137,7 @@ def generate(model, weights, data=DATA, method="greedy", beam_size=3):
         cont = np.ones(seq.shape[:2])
         cont[0] = 0
         zeros = np.zeros((1, seq.shape[1], enc.blobs["enc_h0"].shape[2]))
-        out = enc.forward(enc_input=seq, enc_cont=cont, enc_h0=zeros, enc_c0=zeros)
+        out = enc.feed(enc_input=seq, enc_cont=cont, enc_h0=zeros, enc_c0=zeros).forward()
         net = Net(path, TEST, stages=["step"], weights=weights)
         stepper = NetStepper(net, static_inputs=(), first_cont=1.0)
         state = [out["enc_hT"][0].copy(), out["enc_cT"][0].copy()]

@@ -4,13 +4,24 @@ Caffe logs through glog (``I1125 12:34:56.789012  4321 solver.cpp:218] Iteration
 Caffe's log parsers (tools/extra/parse_log.py) read that prefix for the time stamp and search
 the message for ``Iteration N``, ``lr = X``, ``Train net output #i: name = v`` and
 ``Test net output #i: name = v``. The library only logs to the ``caffelite`` logger; the
-``caffelite`` command installs :func:`glog_handler` on stdout.
+``caffelite`` command installs :func:`glog_handler` on stderr, where Caffe's tools log
+(``FLAGS_alsologtostderr``), at the level ``GLOG_minloglevel`` asks for (0 INFO, the
+default, 1 WARNING, 2 ERROR, 3 FATAL), and so does ``caffelite.init_log``.
 """
 import logging
 import os
 import time
 
 logger = logging.getLogger('caffelite')
+
+#: glog's severities 0-3 (INFO, WARNING, ERROR, FATAL) as logging levels.
+GLOG_LEVELS = (logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+
+
+def glog_min_level():
+    """The logging level ``GLOG_minloglevel`` asks for (INFO when unset or not 0-3)."""
+    value = os.environ.get('GLOG_minloglevel', '0').strip()
+    return GLOG_LEVELS[int(value)] if value in ('0', '1', '2', '3') else logging.INFO
 
 
 def fmt(value):
@@ -50,9 +61,10 @@ class GlogHandler(logging.StreamHandler):
         self.flush()
 
 
-def glog_handler(stream, level=logging.INFO):
-    """Send the ``caffelite`` logger's records at ``level`` and above to ``stream``."""
+def glog_handler(stream, level=None):
+    """Send the ``caffelite`` logger's records at ``level`` (default: glog_min_level()) and
+    above to ``stream``."""
     handler = GlogHandler(stream)
     logger.addHandler(handler)
-    logger.setLevel(level)
+    logger.setLevel(glog_min_level() if level is None else level)
     return handler
