@@ -3,7 +3,9 @@ solver count and rank of data-parallel training, and the NCCL switches.
 
 - ``init_log(level=0, stderr=True)``: caffelite's log lines (glog's format) go to stderr from
   then on, at glog severity ``level`` and above (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL); there
-  are no log files. ``log(message)`` writes one INFO line.
+  are no log files. ``log(message)`` writes one INFO line. Without init_log a solver's log
+  goes to stderr too, as pycaffe's does (solvers.log.ensure_default_log), unless the
+  application set up logging itself.
 - ``Timer``: ``start()``, ``stop()``, ``ms`` (reading ``ms`` stops a running timer, as Caffe's
   Timer::MilliSeconds does).
 - ``solver_count()`` / ``set_solver_count(n)``, ``solver_rank()`` / ``set_solver_rank(r)``:
@@ -14,7 +16,6 @@ solver count and rank of data-parallel training, and the NCCL switches.
 - ``has_nccl()`` is False and ``NCCL`` refuses to be built: caffelite trains on several GPUs
   or processes from the command line (``caffelite train --gpu 0,1``, ``mpiexec``).
 """
-import sys
 import time
 
 from . import worker
@@ -28,7 +29,7 @@ def init_log(level=0, stderr=True):
         raise CaffeliteError(f'init_log: level {level} is not a glog severity (0-3)')
     logger.setLevel(GLOG_LEVELS[int(level)])
     if stderr and not any(isinstance(h, GlogHandler) for h in logger.handlers):
-        logger.addHandler(GlogHandler(sys.stderr))
+        logger.addHandler(GlogHandler())
 
 
 def log(message):

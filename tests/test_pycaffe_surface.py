@@ -1,8 +1,12 @@
 """pycaffe's surface: the exception types pycaffe raises (coord_map's crop asserts, a Python
 layer's own exceptions, RuntimeError for files it cannot open and set_input_arrays' checks),
 Python layers' setup-first order, draw's display_lrm, and has_nccl."""
+import os
 import re
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,8 @@ from caffelite.errors import CaffeliteError
 from caffelite.net_spec import NetSpec, layers as L
 from caffelite.prototxt import parse_prototxt_text
 from caffelite.proto import caffelite_pb2 as pb
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- coord_map.crop ---------------------------------------------------------------------------
@@ -288,3 +294,28 @@ def test_nccl_refuses_with_the_way_to_train_on_several_gpus():
         caffelite.NCCL.new_uid()
     with pytest.raises(CaffeliteError, match='has_nccl'):
         caffelite.NCCL(None, b'')
+
+
+def test_a_pycaffe_solvers_log_goes_to_stderr_unless_logging_is_set_up(tmp_path):
+    """As glog before InitGoogleLogging: a script's solver logs on stderr, GLOG_minloglevel
+    quiets it, and an application that configured logging gets the records instead."""
+    (tmp_path / 'net.prototxt').write_text(
+        'layer { name: "d" type: "DummyData" top: "x" dummy_data_param { shape { dim: 2 } } }'
+        ' layer { name: "loss" type: "EuclideanLoss" bottom: "x" bottom: "x" top: "loss" }')
+    (tmp_path / 'solver.prototxt').write_text('net: "net.prototxt" base_lr: 0.1 '
+                                              'lr_policy: "fixed" max_iter: 2 display: 1')
+    script = ('import caffelite as caffe\n'
+              'caffe.SGDSolver("solver.prototxt").step(2)\n')
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop('GLOG_minloglevel', None)
+
+    def run(code, **extra):
+        return subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True,
+                              text=True, env=dict(env, **extra), timeout=120)
+
+    default = run(script)
+    assert default.returncode == 0 and default.stdout == '', default.stderr
+    assert re.search(r'^I\d{4} .*\] Iteration 1\b.*, loss = 0$', default.stderr, re.M)
+    assert run(script, GLOG_minloglevel='2').stderr == ''
+    configured = run('import logging; logging.basicConfig(level=logging.WARNING)\n' + script)
+    assert configured.returncode == 0 and configured.stderr == '', configured.stderr

@@ -36,7 +36,7 @@ from ..net import Net
 from ..proto import caffelite_pb2 as pb
 from ..upgrade import upgrade_solver_param
 from . import signals
-from .log import fmt, logger
+from .log import ensure_default_log, fmt, logger
 from .lr_policy import check_lr_policy, learning_rate
 from .params import (read_solver_param, resolve_input, resolve_output_prefix,
                      test_net_specs, train_net_spec)
@@ -56,6 +56,7 @@ class Solver:
     type = None
 
     def __init__(self, param, rank=0, world_size=1, solver_path=None):
+        ensure_default_log()
         if isinstance(param, (str, os.PathLike)):
             self.solver_path = os.fspath(param)
             param = read_solver_param(self.solver_path)

@@ -10,6 +10,7 @@ default, 1 WARNING, 2 ERROR, 3 FATAL), and so does ``caffelite.init_log``.
 """
 import logging
 import os
+import sys
 import time
 
 logger = logging.getLogger('caffelite')
@@ -47,18 +48,37 @@ class GlogFormatter(logging.Formatter):
 
 class GlogHandler(logging.StreamHandler):
     """A stream handler in glog's format; ``before_emit`` (if set) runs before each line, so a
-    progress display on the same terminal can erase itself first."""
+    progress display on the same terminal can erase itself first. Without a stream it writes
+    to whatever ``sys.stderr`` is at each line (as logging's last-resort handler does)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream=None):
         super().__init__(stream)
+        self.follows_stderr = stream is None
         self.setFormatter(GlogFormatter())
         self.before_emit = None
+
+    @property
+    def stream(self):
+        return sys.stderr if getattr(self, 'follows_stderr', False) else self._stream
+
+    @stream.setter
+    def stream(self, value):
+        self._stream = value
 
     def emit(self, record):
         if self.before_emit is not None:
             self.before_emit()
         super().emit(record)
         self.flush()
+
+
+def ensure_default_log():
+    """pycaffe's default: with no logging set up (no handler here nor on the root logger),
+    the solver's log lines go to stderr at GLOG_minloglevel, as glog's do before
+    InitGoogleLogging; an application that configured logging gets the records instead."""
+    if not logger.handlers and not logging.getLogger().handlers:
+        logger.addHandler(GlogHandler())
+        logger.setLevel(glog_min_level())
 
 
 def glog_handler(stream, level=None):
