@@ -9,12 +9,9 @@ max_iter), and the snapshot prefix gets "_<max_iter'>it" so runs of different bu
 their own weights.
 """
 
-import sys
-
 from ..proto import caffelite_pb2 as pb
 from ..prototxt import read_prototxt
 from ..solver import get_solver
-from ..solvers.log import glog_handler, logger
 
 
 def solver_param(solver_path, max_iter=None):
@@ -28,9 +25,8 @@ def solver_param(solver_path, max_iter=None):
 
 
 def train(solver_path, max_iter=None):
-    """Run the solver (Caffe-style log on stderr); -> path of the final weights."""
-    if not logger.handlers:
-        glog_handler(sys.stderr)
+    """Run the solver (Caffe-style log on stderr, see solvers.log.ensure_default_log);
+    -> path of the final weights."""
     solver = get_solver(solver_param(solver_path, max_iter), solver_path=solver_path)
     solver.solve()
     return "%s_iter_%d.caffemodel" % (solver.snapshot_prefix, solver.iter)
